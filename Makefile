@@ -1,0 +1,38 @@
+# The two Quick start commands:  make chat  /  make test
+.PHONY: setup chat echo test test-fast lint typecheck docs autobahn autobahn-quick bench soak clean
+
+PY := .venv/bin/python
+SERVER ?= wsgiref
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+setup:
+	@bash scripts/setup.sh
+
+chat: setup
+	$(PY) -m examples.chat --server $(SERVER) --host $(HOST) --port $(PORT)
+
+echo: setup
+	$(PY) -m examples.echo --server $(SERVER) --host $(HOST) --port $(PORT)
+
+# The whole test suite, as CI runs it: lint, types, tests, docs.
+test:
+	@bash scripts/setup.sh --test
+	$(PY) -m ruff check ws4py_integrations examples tests bench
+	$(PY) -m ruff format --check ws4py_integrations examples tests bench
+	$(PY) -m mypy
+	$(PY) -m pytest -p no:cacheprovider
+	@if [ -f docs/conf.py ]; then $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html; fi
+
+test-fast: setup
+	$(PY) -m pytest -x -q -p no:cacheprovider
+
+lint: setup
+	$(PY) -m ruff check ws4py_integrations examples tests bench
+	$(PY) -m ruff format --check ws4py_integrations examples tests bench
+
+typecheck: setup
+	$(PY) -m mypy
+
+clean:
+	rm -rf .venv docs/_build .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,33 @@
+"""``python -m examples.echo --server wsgiref --host 127.0.0.1 --port 9001``"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from examples._servers import SERVERS, run
+from examples.echo import make_app
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m examples.echo", description=__doc__)
+    parser.add_argument("--server", choices=SERVERS, default="wsgiref")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=9001)
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve wss with this certificate and key")
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def ready(address: tuple[str, int]) -> None:
+        scheme = "https" if args.tls else "http"
+        print(
+            f"echo example on {args.server}: {scheme}://{address[0]}:{address[1]}/ (WebSocket at /ws and /broadcast)",
+            flush=True,
+        )
+
+    run(args.server, make_app(), args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""WebSocket endpoints (RFC 6455, RFC 7692) inside WSGI applications.
+
+Subclass :class:`WebSocket`, mount it with :class:`WebSocketWSGIApplication`
+or :class:`WebSocketMiddleware`, and run the application on a server adapter:
+``ws4py_integrations.wsgiref``, ``ws4py_integrations.cherrypy`` or
+``ws4py_integrations.gevent``.
+"""
+
+from .events import Message, Pong
+from .exceptions import ConnectionClosed, HandshakeRejected, WebSocketError
+from .handshake import Accept, Reject, negotiate
+from .manager import Manager, ThreadedManager
+from .middleware import (
+    CONNECTION_KEY,
+    ServerConnection,
+    WebSocketMiddleware,
+    WebSocketWSGIApplication,
+    default_manager,
+)
+from .options import WebSocketOptions
+from .websocket import WebSocket
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CONNECTION_KEY",
+    "Accept",
+    "ConnectionClosed",
+    "HandshakeRejected",
+    "Manager",
+    "Message",
+    "Pong",
+    "Reject",
+    "ServerConnection",
+    "ThreadedManager",
+    "WebSocket",
+    "WebSocketError",
+    "WebSocketMiddleware",
+    "WebSocketOptions",
+    "WebSocketWSGIApplication",
+    "default_manager",
+    "negotiate",
+]

@@ -1,0 +1,425 @@
+"""One detached WebSocket connection: protocol state, outbound buffer, keepalive.
+
+This module does no waiting of its own: a manager backend (threads and
+selectors, or greenlets) owns the socket's readiness and calls
+:meth:`Connection.feed`, :meth:`Connection.on_writable` and the timers; the
+connection calls back into the backend through :class:`Backend`.
+
+Locking: ``Connection.lock`` guards the protocol object, the outbound buffer
+and every socket operation, so sends from any thread never interleave frames
+and a TLS socket is never used by two threads at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import CLOSED, OPEN
+
+from .events import Message, Pong
+from .exceptions import ConnectionClosed
+from .options import WebSocketOptions
+from .protocol import ServerConnectionProtocol
+
+if TYPE_CHECKING:
+    from .websocket import WebSocket
+
+__all__ = ["Backend", "Connection", "TimerHandle", "encode_frames"]
+
+logger = logging.getLogger("ws4py_integrations.connection")
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# Small frames waiting together are joined into one send of at most this size.
+_COALESCE = 64 * 1024
+_RECV_SIZE = 256 * 1024
+
+
+class TimerHandle(Protocol):
+    def cancel(self) -> None: ...
+
+
+class Backend(Protocol):
+    """What a connection needs from the manager backend that runs it."""
+
+    def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
+        """Run ``func(*args)`` off the I/O loop, after every callback scheduled before for ``conn``."""
+
+    def want_write(self, conn: Connection) -> None:
+        """Call ``conn.on_writable()`` when the socket can take more bytes."""
+
+    def call_later(self, delay: float, func: Callable[[], Any]) -> TimerHandle:
+        """Run ``func()`` on the I/O loop after ``delay`` seconds."""
+
+    def connection_lost(self, conn: Connection) -> None:
+        """Stop watching ``conn``'s socket and close it (from any thread)."""
+
+
+def encode_frames(data: str | bytes | bytearray | memoryview | Iterable[str | bytes]) -> list[Frame]:
+    """Frames for one message: str is text, bytes-like is binary, an iterable is fragmented."""
+    if isinstance(data, str):
+        return [Frame(Opcode.TEXT, data.encode())]
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return [Frame(Opcode.BINARY, bytes(data))]
+    frames: list[Frame] = []
+    text: bool | None = None
+    for part in data:
+        if isinstance(part, str):
+            payload, is_text = part.encode(), True
+        elif isinstance(part, (bytes, bytearray, memoryview)):
+            payload, is_text = bytes(part), False
+        else:
+            raise TypeError(f"cannot send a fragment of type {type(part).__name__}")
+        if text is None:
+            text = is_text
+            frames.append(Frame(Opcode.TEXT if is_text else Opcode.BINARY, payload, fin=False))
+        elif text != is_text:
+            raise TypeError("fragments of one message must all be str or all bytes")
+        else:
+            frames.append(Frame(Opcode.CONT, payload, fin=False))
+    if not frames:
+        raise ValueError("cannot send an empty iterable as a fragmented message")
+    frames.append(Frame(Opcode.CONT, b"", fin=True))
+    return frames
+
+
+class Connection:
+    """The engine behind a :class:`~ws4py_integrations.WebSocket`."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: ServerConnectionProtocol,
+        options: WebSocketOptions,
+        environ: Mapping[str, Any],
+        backend: Backend,
+    ) -> None:
+        self.sock = sock
+        self.protocol = protocol
+        self.options = options
+        self.environ = environ
+        self.backend = backend
+        self.websocket: WebSocket | None = None
+        self.lock = threading.RLock()
+        self.is_tls = isinstance(sock, ssl.SSLSocket)
+        self._out: deque[bytes | memoryview] = deque()
+        self.out_size = 0
+        # After a failed TLS write the same buffer must be retried as is.
+        self._head_tried = False
+        # The protocol asked to half-close once the buffer is flushed.
+        self._eof_pending = False
+        # Our close frame has been queued: no more data frames after it.
+        self._close_queued = False
+        self.finalized = False
+        self.closed_code: int = CloseCode.ABNORMAL_CLOSURE
+        self.closed_reason = ""
+        self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
+        self.latency: float | None = None
+        # Callbacks waiting to run, in order; owned by the manager backend.
+        self.callbacks: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self.callbacks_running = False
+        # Rooms this connection is in; guarded by the manager's registry lock.
+        self.rooms: set[str] = set()
+        # Backend bookkeeping: whether write readiness is being watched.
+        self.write_watched = False
+        self._ping_payload: bytes | None = None
+        self._ping_sent_at = 0.0
+        self._keepalive_timer: TimerHandle | None = None
+        self._close_timer: TimerHandle | None = None
+        try:
+            self.peer_address: Any = sock.getpeername()
+        except OSError:
+            self.peer_address = None
+
+    # -- called by the backend ---------------------------------------------
+
+    def start(self, buffered: bytes) -> None:
+        """Begin: schedule ``opened()``, then process bytes the server already read."""
+        assert self.websocket is not None
+        self.backend.schedule(self, self._call_user, "opened")
+        if self.options.ping_interval is not None:
+            self._keepalive_timer = self.backend.call_later(self.options.ping_interval, self._keepalive)
+        if buffered:
+            self.feed(buffered)
+
+    def read(self) -> bool:
+        """Read what the socket has and process it; ``False`` once the connection is done."""
+        while True:
+            with self.lock:
+                if self.finalized:
+                    return False
+                try:
+                    data = self.sock.recv(_RECV_SIZE)
+                except _WOULD_BLOCK:
+                    return True
+                except OSError as exc:
+                    logger.debug("recv failed on %s: %s", self.peer_address, exc)
+                    self.abort()
+                    return False
+                self.feed(data)
+                # TLS may hold decrypted bytes the socket does not report as readable.
+                more = bool(data) and self.is_tls and not self.finalized and self.sock.pending() > 0  # type: ignore[attr-defined]
+            if not more:
+                return not self.finalized
+
+    def feed(self, data: bytes) -> None:
+        """Process bytes from the peer (``b""`` means end of stream)."""
+        with self.lock:
+            if self.finalized:
+                return
+            protocol = self.protocol
+            was_open = protocol.close_sent is None
+            if data:
+                self.bytes_in += len(data)
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+            inbox = protocol.inbox
+            if inbox:
+                protocol.inbox = []
+            writes = protocol.data_to_send()
+            closing_now = was_open and protocol.close_sent is not None
+        for event in inbox:
+            if isinstance(event, Message):
+                self.messages_in += 1
+                self.backend.schedule(self, self._call_user, "received_message", event)
+            else:
+                self._pong_received(event)
+        if writes:
+            if closing_now:
+                # Strict order: answers to messages received before a close or
+                # a protocol error go out before our close frame.
+                self.backend.schedule(self, self._release, writes)
+            else:
+                self._release(writes)
+        if protocol.state is CLOSED:
+            self.abort()
+        elif closing_now:
+            self._start_close_timer()
+
+    def on_writable(self) -> bool:
+        """Flush the outbound buffer; ``True`` while bytes are still waiting."""
+        with self.lock:
+            self._flush()
+            return bool(self._out) and not self.finalized
+
+    # -- sending ------------------------------------------------------------
+
+    def send_frames(self, frames: list[Frame]) -> None:
+        with self.lock:
+            if self._close_queued or self.finalized:
+                raise ConnectionClosed(f"connection is closed ({self.closed_code})")
+            limit = self.options.max_send_buffer
+            if limit is not None and self.out_size > limit:
+                logger.warning(
+                    "closing %s: %d bytes wait to be sent, more than max_send_buffer=%d (peer too slow)",
+                    self.peer_address,
+                    self.out_size,
+                    limit,
+                )
+                self._fail(CloseCode.POLICY_VIOLATION, "peer too slow: send buffer limit exceeded")
+                raise ConnectionClosed("peer too slow: send buffer limit exceeded")
+            extensions = self.protocol.extensions
+            for frame in frames:
+                self._queue(frame.serialize(mask=False, extensions=extensions))
+            self.messages_out += 1
+            self._flush()
+
+    def send_encoded(self, frame: bytes) -> bool:
+        """Queue an already serialized frame (broadcast); ``False`` if it cannot be sent."""
+        with self.lock:
+            if self._close_queued or self.finalized:
+                return False
+            limit = self.options.max_send_buffer
+            if limit is not None and self.out_size > limit:
+                self._fail(CloseCode.POLICY_VIOLATION, "peer too slow: send buffer limit exceeded")
+                return False
+            self._queue(frame)
+            self.messages_out += 1
+            self._flush()
+            return True
+
+    def ping(self, data: bytes) -> None:
+        with self.lock:
+            if self._close_queued or self.finalized:
+                raise ConnectionClosed("connection is closed")
+            self.protocol.send_ping(data)
+            self._release_locked(self.protocol.data_to_send())
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake (section 7.1.2); idempotent."""
+        with self.lock:
+            if self.finalized or self.protocol.state is not OPEN:
+                return
+            self.protocol.send_close(code, reason)
+            self._release_locked(self.protocol.data_to_send())
+        self._start_close_timer()
+
+    def _fail(self, code: int, reason: str) -> None:
+        with self.lock:
+            if self.finalized:
+                return
+            if self.protocol.state is OPEN:
+                self.protocol.fail(code, reason)
+            self._release_locked(self.protocol.data_to_send())
+        self._start_close_timer()
+
+    # -- buffer -------------------------------------------------------------
+
+    def _queue(self, data: bytes) -> None:
+        self._out.append(data)
+        self.out_size += len(data)
+
+    def _release(self, writes: list[bytes]) -> None:
+        with self.lock:
+            self._release_locked(writes)
+
+    def _release_locked(self, writes: list[bytes]) -> None:
+        if self.finalized:
+            return
+        for data in writes:
+            if data:
+                if data[0] & 0x0F == Opcode.CLOSE:
+                    self._close_queued = True
+                self._queue(data)
+            else:
+                self._eof_pending = True
+        self._flush()
+
+    def _flush(self) -> None:
+        out = self._out
+        sock = self.sock
+        while out:
+            if not self._head_tried and len(out) > 1 and len(out[0]) < _COALESCE:
+                parts = [out.popleft()]
+                size = len(parts[0])
+                while out and size + len(out[0]) <= _COALESCE:
+                    part = out.popleft()
+                    parts.append(part)
+                    size += len(part)
+                out.appendleft(b"".join(parts))
+            head = out[0]
+            try:
+                sent = sock.send(head)
+            except _WOULD_BLOCK:
+                self._head_tried = True
+                self.backend.want_write(self)
+                return
+            except OSError as exc:
+                logger.debug("send failed on %s: %s", self.peer_address, exc)
+                self.abort()
+                return
+            self._head_tried = False
+            self.bytes_out += sent
+            self.out_size -= sent
+            if sent == len(head):
+                out.popleft()
+            else:
+                out[0] = memoryview(head)[sent:]
+        if self._eof_pending:
+            self._eof_pending = False
+            try:
+                # The server starts the TCP close (section 7.1.1); the peer's
+                # EOF or the close timeout finishes it.
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                self.abort()
+
+    # -- closing --------------------------------------------------------------
+
+    def _start_close_timer(self) -> None:
+        with self.lock:
+            if self._close_timer is None and not self.finalized:
+                self._close_timer = self.backend.call_later(self.options.close_timeout, self._close_timeout)
+
+    def _close_timeout(self) -> None:
+        if not self.finalized:
+            logger.debug("closing handshake with %s timed out; dropping TCP", self.peer_address)
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the TCP connection (if still open) and report ``closed()`` once."""
+        with self.lock:
+            if self.finalized:
+                return
+            self.finalized = True
+            # The peer's close frame if it sent one; else ours (the peer never
+            # answered it); else 1006, the connection dropped.
+            close = self.protocol.close_rcvd or self.protocol.close_sent
+            if close is not None:
+                self.closed_code, self.closed_reason = close.code, close.reason
+            self._out.clear()
+            self.out_size = 0
+            for timer in (self._keepalive_timer, self._close_timer):
+                if timer is not None:
+                    timer.cancel()
+        self.backend.schedule(self, self._call_user, "closed", self.closed_code, self.closed_reason)
+        self.backend.connection_lost(self)
+
+    # -- keepalive --------------------------------------------------------------
+
+    def _keepalive(self) -> None:
+        interval, timeout = self.options.ping_interval, self.options.ping_timeout
+        assert interval is not None
+        with self.lock:
+            if self.finalized or self.protocol.state is not OPEN:
+                return
+            if self._ping_payload is not None:
+                # The previous keepalive ping is still unanswered.
+                return
+            self._ping_payload = os.urandom(4)
+            self._ping_sent_at = time.monotonic()
+            self.protocol.send_ping(self._ping_payload)
+            self._release_locked(self.protocol.data_to_send())
+            self._keepalive_timer = self.backend.call_later(
+                timeout if timeout is not None else interval, self._keepalive_check
+            )
+
+    def _keepalive_check(self) -> None:
+        with self.lock:
+            if self.finalized:
+                return
+            if self._ping_payload is not None and self.options.ping_timeout is not None:
+                logger.info("closing %s: no pong within ping_timeout=%ss", self.peer_address, self.options.ping_timeout)
+                self._keepalive_timer = None
+                self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                return
+            self._keepalive_timer = self.backend.call_later(self._next_ping_delay(), self._keepalive)
+
+    def _next_ping_delay(self) -> float:
+        interval = self.options.ping_interval or 0.0
+        return max(0.0, self._ping_sent_at + interval - time.monotonic())
+
+    def _pong_received(self, pong: Pong) -> None:
+        with self.lock:
+            if self._ping_payload is not None and pong.data == self._ping_payload:
+                self.latency = time.monotonic() - self._ping_sent_at
+                self._ping_payload = None
+                if self._keepalive_timer is not None:
+                    self._keepalive_timer.cancel()
+                if not self.finalized:
+                    self._keepalive_timer = self.backend.call_later(self._next_ping_delay(), self._keepalive)
+        self.backend.schedule(self, self._call_user, "ponged", pong.data)
+
+    # -- user callbacks -----------------------------------------------------------
+
+    def _call_user(self, name: str, *args: Any) -> None:
+        ws = self.websocket
+        assert ws is not None
+        try:
+            getattr(ws, name)(*args)
+        except ConnectionClosed:
+            if name != "closed":
+                logger.debug("%s.%s: connection closed while sending", type(ws).__name__, name)
+        except Exception:
+            logger.exception("%s.%s raised; closing the connection with 1011", type(ws).__name__, name)
+            if name != "closed":
+                self._fail(CloseCode.INTERNAL_ERROR, "internal server error")

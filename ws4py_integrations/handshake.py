@@ -1,0 +1,238 @@
+"""The opening handshake, from a WSGI environ (RFC 6455 section 4.2). No I/O.
+
+:func:`negotiate` validates the request and returns either an :class:`Accept`
+(the 101 headers and a protocol object ready for the connection) or a
+:class:`Reject` (an HTTP status with a one-line reason). It never raises for
+anything a client sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+from websockets.datastructures import Headers
+from websockets.exceptions import InvalidHandshake
+from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.headers import parse_subprotocol
+from websockets.protocol import OPEN
+from websockets.utils import accept_key
+
+from .exceptions import HandshakeRejected
+from .options import WebSocketOptions
+from .protocol import ServerConnectionProtocol
+
+__all__ = ["Accept", "Reject", "is_upgrade_request", "negotiate"]
+
+logger = logging.getLogger("ws4py_integrations.handshake")
+
+_DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """A valid handshake: send :attr:`response` and run :attr:`protocol`."""
+
+    headers: list[tuple[str, str]]
+    protocol: ServerConnectionProtocol
+    subprotocol: str | None
+    extensions: list[str]
+
+    @property
+    def response(self) -> bytes:
+        """The complete 101 response head (section 4.2.2), with no body headers."""
+        lines = ["HTTP/1.1 101 Switching Protocols"]
+        lines.extend(f"{name}: {value}" for name, value in self.headers)
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """A refused handshake: an HTTP status and a one-line reason."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def status_line(self) -> str:
+        """The WSGI status string, for example ``"400 Bad Request"``."""
+        try:
+            phrase = HTTPStatus(self.status).phrase
+        except ValueError:
+            phrase = "Error"
+        return f"{self.status} {phrase}"
+
+    @property
+    def body(self) -> bytes:
+        return (self.reason + "\n").encode("utf-8")
+
+    def wsgi_headers(self) -> list[tuple[str, str]]:
+        """Headers for ``start_response``: the body's type and length, then extras."""
+        return [
+            ("Content-Type", "text/plain; charset=utf-8"),
+            ("Content-Length", str(len(self.body))),
+            *self.headers,
+        ]
+
+
+def _tokens(value: str | None) -> list[str]:
+    return [token.strip().lower() for token in (value or "").split(",") if token.strip()]
+
+
+def is_upgrade_request(environ: Mapping[str, Any]) -> bool:
+    """Whether the request asks for a WebSocket upgrade (``Upgrade: websocket``)."""
+    return "websocket" in _tokens(environ.get("HTTP_UPGRADE"))
+
+
+def _host_port(netloc: str, scheme: str) -> tuple[str, int | None]:
+    parts = urlsplit(f"//{netloc}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+
+
+def _same_origin(origin: str, environ: Mapping[str, Any]) -> bool:
+    parsed = urlsplit(origin)
+    if not parsed.scheme or not parsed.netloc:
+        return False
+    host = environ.get("HTTP_HOST") or ""
+    server_scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
+    return _host_port(parsed.netloc, parsed.scheme.lower()) == _host_port(host, server_scheme)
+
+
+def _origin_allowed(origin: str | None, environ: Mapping[str, Any], policy: Any) -> bool:
+    if policy is None:
+        # Non-browser clients send no Origin; browsers always do (RFC 6454).
+        return origin is None or _same_origin(origin, environ)
+    if policy == "*":
+        return True
+    if callable(policy) and not isinstance(policy, re.Pattern):
+        return bool(policy(origin, environ))
+    patterns: Sequence[Any] = [policy] if isinstance(policy, (str, re.Pattern)) else policy
+    for allowed in patterns:
+        if allowed == "*" or allowed == origin:
+            return True
+        if isinstance(allowed, re.Pattern) and origin is not None and allowed.fullmatch(origin):
+            return True
+    return False
+
+
+def _validate_request(environ: Mapping[str, Any]) -> Reject | str:
+    """Section 4.2.1, in order; returns the client's key or a rejection."""
+    if environ.get("REQUEST_METHOD") != "GET":
+        return Reject(400, "WebSocket handshake must use GET", [("Allow", "GET")])
+    protocol = str(environ.get("SERVER_PROTOCOL", ""))
+    match = re.fullmatch(r"HTTP/(\d+)\.(\d+)", protocol)
+    if match is None or (int(match[1]), int(match[2])) < (1, 1):
+        return Reject(400, f"WebSocket handshake requires HTTP/1.1 or later, not {protocol or 'unknown'}")
+    if not environ.get("HTTP_HOST"):
+        return Reject(400, "WebSocket handshake is missing the Host header")
+    if not is_upgrade_request(environ):
+        return Reject(400, "WebSocket handshake is missing 'Upgrade: websocket'", [("Upgrade", "websocket")])
+    if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION")):
+        return Reject(400, "WebSocket handshake is missing 'Connection: Upgrade'")
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
+    if not key:
+        return Reject(400, "WebSocket handshake is missing Sec-WebSocket-Key")
+    try:
+        raw_key = base64.b64decode(key.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raw_key = b""
+    if len(raw_key) != 16:
+        return Reject(400, "Sec-WebSocket-Key must be 16 bytes encoded in base64")
+    version = environ.get("HTTP_SEC_WEBSOCKET_VERSION")
+    if version is None:
+        return Reject(400, "WebSocket handshake is missing Sec-WebSocket-Version", [("Sec-WebSocket-Version", "13")])
+    if version.strip() != "13":
+        # 4.4: tell the client which version this server speaks.
+        return Reject(
+            426,
+            f"unsupported Sec-WebSocket-Version {version[:20]!r}; this server speaks 13",
+            [("Sec-WebSocket-Version", "13")],
+        )
+    return str(key)
+
+
+def _select_subprotocol(environ: Mapping[str, Any], options: WebSocketOptions) -> str | None:
+    offered: list[str] = []
+    header = environ.get("HTTP_SEC_WEBSOCKET_PROTOCOL")
+    if header:
+        offered = list(parse_subprotocol(header))
+    policy = options.protocols
+    if policy is None or not offered:
+        return None
+    if callable(policy):
+        chosen = policy(offered, environ)
+        if chosen is not None and chosen not in offered:
+            raise ValueError(f"subprotocol selector returned {chosen!r}, which the client did not offer")
+        return chosen
+    return next((name for name in policy if name in offered), None)
+
+
+def negotiate(environ: Mapping[str, Any], options: WebSocketOptions) -> Accept | Reject:
+    """Validate the handshake in ``environ`` and negotiate subprotocol and extensions."""
+    checked = _validate_request(environ)
+    if isinstance(checked, Reject):
+        return checked
+    key = checked
+    origin = environ.get("HTTP_ORIGIN")
+    try:
+        if not _origin_allowed(origin, environ, options.origins):
+            return Reject(403, f"Origin {origin!r} is not allowed")
+        if options.authorize is not None and options.authorize(environ) is False:
+            return Reject(403, "WebSocket upgrade refused")
+    except HandshakeRejected as exc:
+        return Reject(exc.status, exc.reason, exc.headers)
+    except Exception:
+        # A bug in an application hook must not open the door: fail closed.
+        logger.exception("origin or authorize hook raised; refusing the upgrade")
+        return Reject(403, "WebSocket upgrade refused")
+
+    protocol = ServerConnectionProtocol(
+        extensions=enable_server_permessage_deflate(None) if options.compression else None,
+        max_size=options.max_message_size,
+        state=OPEN,
+        logger=logging.getLogger("ws4py_integrations.protocol"),
+    )
+    try:
+        subprotocol = _select_subprotocol(environ, options)
+        extensions_header, protocol.extensions = protocol.process_extensions(
+            Headers(
+                [("Sec-WebSocket-Extensions", environ["HTTP_SEC_WEBSOCKET_EXTENSIONS"])]
+                if environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
+                else []
+            )
+        )
+    except InvalidHandshake as exc:
+        return Reject(400, f"invalid WebSocket handshake header: {exc}")
+    except Exception:
+        logger.exception("subprotocol selection failed; refusing the upgrade")
+        return Reject(400, "subprotocol negotiation failed")
+    protocol.subprotocol = subprotocol  # type: ignore[assignment]
+    protocol.origin = origin
+
+    headers = [
+        ("Upgrade", "websocket"),
+        ("Connection", "Upgrade"),
+        ("Sec-WebSocket-Accept", accept_key(key)),
+    ]
+    if extensions_header is not None:
+        headers.append(("Sec-WebSocket-Extensions", extensions_header))
+    if subprotocol is not None:
+        headers.append(("Sec-WebSocket-Protocol", subprotocol))
+    headers.extend(options.extra_headers)
+    return Accept(headers, protocol, subprotocol, [ext.name for ext in protocol.extensions])
+
+
+HandshakeResult = Accept | Reject
+_SelectorType = Callable[[Sequence[str], Mapping[str, Any]], str | None]

@@ -1,0 +1,260 @@
+"""The manager interface: what every backend (threads, greenlets) offers.
+
+A manager runs every detached connection of a process. The shared logic
+(registry, broadcast, close_all, stop, stats) lives here; a backend supplies
+the waiting: socket readiness, timers and the per-connection callback queue
+(see :class:`~ws4py_integrations.connection.Backend`).
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..connection import Connection, TimerHandle, encode_frames
+
+if TYPE_CHECKING:
+    from ..handshake import Accept
+    from ..options import WebSocketOptions
+    from ..websocket import SendData, WebSocket
+
+__all__ = ["Manager"]
+
+logger = logging.getLogger("ws4py_integrations.manager")
+
+
+class Manager(abc.ABC):
+    """Runs detached WebSocket connections; thread-safe.
+
+    Use :class:`~ws4py_integrations.manager.ThreadedManager` (selectors and
+    worker threads) or, under gevent, ``ws4py_integrations.gevent.GeventManager``.
+    """
+
+    def __init__(self) -> None:
+        self._registry: dict[Connection, None] = {}
+        self._registry_lock = threading.Lock()
+        self._registry_empty = threading.Condition(self._registry_lock)
+        self._started = False
+        self._stopped = False
+        # Totals of connections already gone, so stats() stays cumulative.
+        self._gone = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
+        self._accepted = 0
+        self._rooms: dict[str, dict[Connection, None]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the backend (idempotent); :meth:`add` calls it when needed."""
+        with self._registry_lock:
+            if self._started:
+                return
+            if self._stopped:
+                raise RuntimeError("this manager was stopped; create a new one")
+            self._started = True
+        self._start_backend()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Close every connection with 1001, wait for them (``timeout`` seconds,
+        by default the largest ``close_timeout``) and stop the backend."""
+        with self._registry_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            started = self._started
+            if timeout is None:
+                timeout = max((c.options.close_timeout for c in self._registry), default=0.0)
+        if not started:
+            return
+        self.close_all(1001, "server shutting down")
+        if not self.wait_closed(timeout):
+            for conn in self._snapshot():
+                conn.abort()
+            self.wait_closed(2.0)
+        self._stop_backend()
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until every connection has finished (its ``closed()`` has run)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._registry_empty:
+            while self._registry:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._registry_empty.wait(remaining)
+        return True
+
+    # -- connections ---------------------------------------------------------------
+
+    def add(
+        self,
+        sock: socket.socket,
+        buffered: bytes,
+        accept: Accept,
+        handler_cls: type[WebSocket],
+        environ: Mapping[str, Any],
+        options: WebSocketOptions,
+    ) -> WebSocket:
+        """Take over ``sock`` (its 101 already sent); ``buffered`` are bytes read past the request head."""
+        self.start()
+        conn = Connection(sock, accept.protocol, options, environ, self)
+        websocket = handler_cls(conn, self)
+        conn.websocket = websocket
+        with self._registry_lock:
+            if self._stopped:
+                refuse = True
+            else:
+                refuse = False
+                self._registry[conn] = None
+                self._accepted += 1
+        if refuse:
+            # Stopping: say so politely rather than drop the socket.
+            conn.close(1001, "server shutting down")
+            sock.close()
+            return websocket
+        self._watch(conn, buffered)
+        return websocket
+
+    def _snapshot(self) -> list[Connection]:
+        with self._registry_lock:
+            return list(self._registry)
+
+    @property
+    def websockets(self) -> list[WebSocket]:
+        """Open connections (a snapshot)."""
+        return [c.websocket for c in self._snapshot() if not c.finalized and c.websocket is not None]
+
+    def __len__(self) -> int:
+        return sum(1 for c in self._snapshot() if not c.finalized)
+
+    def broadcast(self, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
+        """Send one message to every open connection but ``exclude``; returns how many got it.
+
+        The frame is encoded once and shared by every connection that did not
+        negotiate compression (compressed streams have per-connection state).
+        """
+        return self._send_to(self._snapshot(), data, exclude)
+
+    # -- rooms ----------------------------------------------------------------------
+
+    def join(self, websocket: WebSocket, room: str) -> None:
+        """Add ``websocket`` to ``room``; it leaves every room when it closes."""
+        conn = websocket._connection
+        with self._registry_lock:
+            if conn.finalized or conn not in self._registry:
+                return
+            self._rooms.setdefault(room, {})[conn] = None
+            conn.rooms.add(room)
+
+    def leave(self, websocket: WebSocket, room: str) -> None:
+        """Remove ``websocket`` from ``room`` (no error if it is not a member)."""
+        with self._registry_lock:
+            self._leave_locked(websocket._connection, room)
+
+    def _leave_locked(self, conn: Connection, room: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.pop(conn, None)
+            if not members:
+                del self._rooms[room]
+        conn.rooms.discard(room)
+
+    def publish(self, room: str, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
+        """Send one message to the members of ``room`` in this process; returns how many got it."""
+        with self._registry_lock:
+            members = list(self._rooms.get(room, ()))
+        return self._send_to(members, data, exclude)
+
+    def members(self, room: str) -> list[WebSocket]:
+        """Open connections in ``room`` (a snapshot)."""
+        with self._registry_lock:
+            conns = list(self._rooms.get(room, ()))
+        return [c.websocket for c in conns if not c.finalized and c.websocket is not None]
+
+    def rooms(self) -> dict[str, int]:
+        """Every non-empty room with its member count."""
+        with self._registry_lock:
+            return {room: len(members) for room, members in self._rooms.items()}
+
+    def _send_to(self, conns: Iterable[Connection], data: SendData, exclude: Iterable[WebSocket]) -> int:
+        excluded = {id(ws) for ws in exclude}
+        frames = encode_frames(data)
+        plain: bytes | None = None
+        count = 0
+        for conn in conns:
+            if conn.finalized or id(conn.websocket) in excluded:
+                continue
+            try:
+                if conn.protocol.extensions:
+                    conn.send_frames(frames)
+                else:
+                    if plain is None:
+                        plain = b"".join(frame.serialize(mask=False) for frame in frames)
+                    if not conn.send_encoded(plain):
+                        continue
+                count += 1
+            except Exception as exc:  # one bad connection must not stop a broadcast
+                logger.debug("broadcast skipped %s: %s", conn.peer_address, exc)
+        return count
+
+    def close_all(self, code: int = 1001, reason: str = "") -> None:
+        """Start the closing handshake on every connection."""
+        for conn in self._snapshot():
+            conn.close(code, reason)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: open connections, accepted in total, messages and bytes in/out."""
+        conns = self._snapshot()
+        totals = dict(self._gone)
+        for conn in conns:
+            totals["messages_in"] += conn.messages_in
+            totals["messages_out"] += conn.messages_out
+            totals["bytes_in"] += conn.bytes_in
+            totals["bytes_out"] += conn.bytes_out
+        return {"connections": sum(1 for c in conns if not c.finalized), "accepted": self._accepted, **totals}
+
+    # -- Backend protocol, shared parts ------------------------------------------------
+
+    def connection_lost(self, conn: Connection) -> None:
+        self._unwatch(conn)
+        # Forget the connection after its closed() callback has run.
+        self.schedule(conn, self._forget, conn)
+
+    def _forget(self, conn: Connection) -> None:
+        with self._registry_lock:
+            for room in list(conn.rooms):
+                self._leave_locked(conn, room)
+            if self._registry.pop(conn, False) is None:
+                for key in self._gone:
+                    self._gone[key] += getattr(conn, key)
+            if not self._registry:
+                self._registry_empty.notify_all()
+
+    # -- backend hooks -----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def _start_backend(self) -> None: ...
+
+    @abc.abstractmethod
+    def _stop_backend(self) -> None: ...
+
+    @abc.abstractmethod
+    def _watch(self, conn: Connection, buffered: bytes) -> None:
+        """Start the connection (``conn.start(buffered)``) and watch its socket."""
+
+    @abc.abstractmethod
+    def _unwatch(self, conn: Connection) -> None:
+        """Stop watching the socket and close it."""
+
+    @abc.abstractmethod
+    def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None: ...
+
+    @abc.abstractmethod
+    def want_write(self, conn: Connection) -> None: ...
+
+    @abc.abstractmethod
+    def call_later(self, delay: float, func: Callable[[], Any]) -> TimerHandle: ...

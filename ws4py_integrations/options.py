@@ -1,0 +1,97 @@
+"""Per-endpoint settings: limits, keepalive and negotiation policy.
+
+Safe limits are on by default; every one can be changed or switched off
+(``None``) per endpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+__all__ = [
+    "Authorize",
+    "OriginPolicy",
+    "SubprotocolSelector",
+    "WebSocketOptions",
+]
+
+Environ = Mapping[str, Any]
+
+#: ``authorize(environ)`` returns ``True``/``None`` to accept, ``False`` to
+#: refuse with 403, or raises :class:`~ws4py_integrations.HandshakeRejected`.
+Authorize = Callable[[Environ], "bool | None"]
+
+#: ``select(offered, environ)`` returns one of ``offered`` or ``None``.
+SubprotocolSelector = Callable[[Sequence[str], Environ], "str | None"]
+
+#: ``"*"``, ``None`` (same origin), a list of exact strings and compiled
+#: regular expressions, a single compiled regular expression, or a callable
+#: ``check(origin, environ) -> bool``.
+OriginPolicy = (
+    str | re.Pattern[str] | Sequence["str | re.Pattern[str]"] | Callable[["str | None", Environ], bool] | None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketOptions:
+    """Settings of a WebSocket endpoint.
+
+    Every keyword accepted by :class:`~ws4py_integrations.WebSocketWSGIApplication`
+    is a field here.
+    """
+
+    #: Largest incoming message in bytes (after decompression); a larger one
+    #: fails the connection with close code 1009. ``None`` means no limit.
+    max_message_size: int | None = 2**20
+    #: Seconds between keepalive pings; ``None`` disables them.
+    ping_interval: float | None = 20.0
+    #: Seconds a ping may wait for its pong before the connection is closed
+    #: with 1011; ``None`` waits forever.
+    ping_timeout: float | None = 20.0
+    #: Seconds to wait for the closing handshake before dropping TCP.
+    close_timeout: float = 10.0
+    #: Bytes that may wait in a connection's outbound buffer. When a send finds
+    #: more than this already waiting, the peer is too slow: the connection is
+    #: closed with 1008. A single message larger than the limit is still sent
+    #: when the buffer is below it. ``None`` means no limit.
+    max_send_buffer: int | None = 16 * 2**20
+    #: Negotiate permessage-deflate (RFC 7692) when the client offers it.
+    compression: bool = True
+    #: Subprotocols in server preference order, or a selector callable.
+    protocols: Sequence[str] | SubprotocolSelector | None = None
+    #: Origin policy; the default (``None``) accepts requests without an
+    #: ``Origin`` header and requests whose ``Origin`` host matches ``Host``.
+    origins: OriginPolicy = None
+    #: Hook that sees the environ before the upgrade and may refuse it.
+    authorize: Authorize | None = None
+    #: Extra headers added to every 101 response.
+    extra_headers: Sequence[tuple[str, str]] = field(default_factory=tuple)
+
+    @classmethod
+    def from_kwargs(cls, base: WebSocketOptions | None = None, **kwargs: Any) -> WebSocketOptions:
+        """Build options from keyword arguments, rejecting unknown names clearly."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            expected = ", ".join(sorted(known))
+            raise TypeError(f"unknown WebSocket option(s): {', '.join(unknown)}; expected any of {expected}")
+        values = {f.name: getattr(base, f.name) for f in fields(cls)} if base is not None else {}
+        values.update(kwargs)
+        options = cls(**values)
+        options._validate()
+        return options
+
+    def _validate(self) -> None:
+        for name in ("max_message_size", "max_send_buffer"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ValueError(f"{name} must be a positive int or None, not {value!r}")
+        for name in ("ping_interval", "ping_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive or None, not {value!r}")
+        if self.close_timeout <= 0:
+            raise ValueError(f"close_timeout must be positive, not {self.close_timeout!r}")
