@@ -138,7 +138,7 @@ def _validate_request(environ: Mapping[str, Any]) -> Reject | str:
     if not environ.get("HTTP_HOST"):
         return Reject(400, "WebSocket handshake is missing the Host header")
     if not is_upgrade_request(environ):
-        return Reject(400, "WebSocket handshake is missing 'Upgrade: websocket'", [("Upgrade", "websocket")])
+        return Reject(400, "WebSocket handshake is missing 'Upgrade: websocket'")
     if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION")):
         return Reject(400, "WebSocket handshake is missing 'Connection: Upgrade'")
     key = environ.get("HTTP_SEC_WEBSOCKET_KEY")

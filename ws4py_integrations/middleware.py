@@ -127,7 +127,9 @@ class WebSocketWSGIApplication:
     def upgrade(self, environ: dict[str, Any], accept: Accept, server_conn: ServerConnection) -> WebSocket | None:
         """Detach the connection, send the 101 and hand it to the manager."""
         sock, buffered = server_conn.detach()
-        manager = self.manager or server_conn.manager or default_manager()
+        manager = self.manager if self.manager is not None else server_conn.manager
+        if manager is None:
+            manager = default_manager()
         try:
             sock.setblocking(True)
             sock.sendall(accept.response)

@@ -131,6 +131,10 @@ class Manager(abc.ABC):
     def __len__(self) -> int:
         return sum(1 for c in self._snapshot() if not c.finalized)
 
+    def __bool__(self) -> bool:
+        # A manager with no connections is still a manager (``manager or default``).
+        return True
+
     def broadcast(self, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
         """Send one message to every open connection but ``exclude``; returns how many got it.
 

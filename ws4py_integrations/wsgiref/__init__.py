@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import socketserver
+import ssl
 import threading
 from typing import Any
 from wsgiref import simple_server
@@ -36,7 +37,11 @@ class _Connection:
         # Non-blocking, peek() returns what the reader buffered past the
         # request head without waiting for more.
         sock.setblocking(False)
-        buffered = handler.rfile.peek() if hasattr(handler.rfile, "peek") else b""
+        try:
+            buffered = handler.rfile.peek()
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            # The reader's buffer was empty and the socket had nothing more.
+            buffered = b""
         return sock, bytes(buffered)
 
 
@@ -96,7 +101,7 @@ class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
     block_on_close = False
 
     def __init__(self, *args: Any, manager: Manager | None = None, **kwargs: Any) -> None:
-        self.manager: Manager = manager or ThreadedManager(name="ws4py-wsgiref")
+        self.manager: Manager = manager if manager is not None else ThreadedManager(name="ws4py-wsgiref")
         self._detached: set[int] = set()
         self._detached_lock = threading.Lock()
         super().__init__(*args, **kwargs)

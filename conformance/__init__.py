@@ -1,0 +1,1 @@
+"""Autobahn|Testsuite conformance runs against ``examples.echo`` (see ``conformance/README.md``)."""

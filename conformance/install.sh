@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Install Autobahn|Testsuite's wstest into conformance/.venv-wstest, idempotently.
+#
+# wstest (autobahntestsuite 25.10.1) is Python 2.7 code whose sdist declares no
+# dependencies, so it needs a CPython 2.7 interpreter and an explicit, pinned
+# dependency set (the last releases that still support 2.7).
+#
+#   conformance/install.sh           install if needed; quick no-op when done
+#   PY27=/path/to/python2.7 ...      use that interpreter
+#
+# Exit codes: 0 ready, 3 no Python 2.7 found, anything else an install failure.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+venv=${WSTEST_VENV:-$here/.venv-wstest}
+tools=$here/.venv-virtualenv
+stamp=$venv/.installed
+
+# Bump together with the pins below; a changed stamp forces a reinstall.
+pins=(
+  setuptools==44.0.0 txaio==2.1.0 incremental==16.10.1 pyOpenSSL==19.1.0
+  cryptography==3.3.2 Twisted==19.10.0 zope.interface==4.6.0 jinja2==2.11.3
+  markupsafe==1.1.1 Werkzeug==1.0.1 klein==17.10.0 service_identity==18.1.0
+  unittest2==1.1.0 six==1.16.0 "autobahn[accelerate,twisted]==0.10.9"
+)
+suite=autobahntestsuite==25.10.1
+want="${pins[*]} $suite"
+
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/wstest" ]; then
+  exit 0
+fi
+
+find_py27() {
+  if [ -n "${PY27:-}" ]; then
+    echo "$PY27"
+    return
+  fi
+  local root candidate
+  if command -v pyenv >/dev/null 2>&1 && root=$(pyenv root 2>/dev/null); then
+    for candidate in "$root"/versions/2.7*/bin/python2.7; do
+      [ -x "$candidate" ] && { echo "$candidate"; return; }
+    done
+  fi
+  command -v python2.7 2>/dev/null || true
+}
+py27=$(find_py27)
+# A pyenv shim exists even when no 2.7 is installed: ask it to run.
+if [ -z "$py27" ] || ! "$py27" -c 'import sys; assert sys.version_info[:2] == (2, 7)' >/dev/null 2>&1; then
+  cat >&2 <<MSG
+conformance: Python 2.7 is missing${py27:+ ($py27 does not run as Python 2.7)}.
+  Autobahn|Testsuite (wstest) runs only on CPython 2.7. Install it, e.g.
+    pyenv install 2.7.18
+  or point PY27 at a python2.7 binary, then run this again.
+MSG
+  exit 3
+fi
+
+echo "conformance: installing wstest into $venv (Python 2.7 at $py27)"
+if [ ! -x "$venv/bin/python" ]; then
+  # virtualenv 20.21.1 is the last release that can create 2.7 environments;
+  # it lives in its own Python 3 venv so the project's .venv stays clean.
+  if [ ! -x "$tools/bin/virtualenv" ]; then
+    python3 -m venv "$tools"
+    "$tools/bin/pip" install -q --disable-pip-version-check "virtualenv==20.21.1"
+  fi
+  "$tools/bin/virtualenv" -q --no-periodic-update -p "$py27" "$venv"
+fi
+pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-python-version-warning)
+"${pip[@]}" "${pins[@]}"
+# The sdist's setup.py reads a requirements file it does not ship: the pins
+# above are its dependencies, so it is installed without resolving any.
+"${pip[@]}" --no-deps "$suite"
+"$venv/bin/wstest" --help >/dev/null
+echo "$want" >"$stamp"
+echo "conformance: wstest ready at $venv/bin/wstest"

@@ -1,0 +1,53 @@
+"""Run the chat example: ``python -m examples.chat --server wsgiref --port 8080``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from examples._servers import SERVERS, run
+from examples.chat import make_app
+from ws4py_integrations import Manager
+
+
+def display_url(scheme: str, host: str, port: int) -> str:
+    """The URL to open: a wildcard bind address is reachable as localhost."""
+    if host in ("0.0.0.0", "::", ""):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}/"
+
+
+def make_manager(args: argparse.Namespace) -> Manager | None:
+    """The manager the chat's rooms run on; ``None`` lets the server adapter provide one.
+
+    The hook for ``--redis URL``: return a manager whose ``publish`` reaches
+    the same rooms in every process, and several chat processes behind one
+    load balancer share their rooms. The chat's room logic needs no change.
+    """
+    return None
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m examples.chat", description=__doc__)
+    parser.add_argument("--server", choices=SERVERS, default="wsgiref", help="server adapter (default: wsgiref)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one (default: 8080)")
+    parser.add_argument("--history", type=int, default=50, metavar="N", help="messages a joiner gets (default: 50)")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve https/wss with this certificate and key")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def ready(address: tuple[str, int]) -> None:
+        url = display_url("https" if args.tls else "http", address[0], address[1])
+        # Tests read this line to learn the bound port: keep its shape.
+        print(f"chat example on {args.server}: open {url} in a browser (Ctrl+C stops it)", flush=True)
+
+    app = make_app(history=args.history, manager=make_manager(args))
+    run(args.server, app, args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Fixtures: the server under test (by adapter and transport), TLS material."""
+
+from __future__ import annotations
+
+import os
+import resource
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+from tests import apps
+from tests.servers import RunningServer, TLSFiles, available, serve
+
+SERVERS = available()
+
+
+def pytest_report_header() -> str:
+    return f"servers under test: {', '.join(SERVERS)}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    directory = tmp_path_factory.mktemp("tls")
+    certfile, keyfile = directory / "cert.pem", directory / "key.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(certfile))
+    cert.private_key_pem.write_to_path(str(keyfile))
+    import ssl
+
+    client = ssl.create_default_context()
+    ca.configure_trust(client)
+    return TLSFiles(str(certfile), str(keyfile), client)
+
+
+def _params() -> list[pytest.param]:  # type: ignore[valid-type]
+    return [pytest.param((name, transport), id=f"{name}-{transport}") for name in SERVERS for transport in ("ws", "wss")]
+
+
+@pytest.fixture(scope="module", params=_params())
+def server(request: pytest.FixtureRequest, tls_files: TLSFiles) -> Iterator[RunningServer]:
+    """The behaviour-suite app on one server adapter, over ws or wss (shared by a module)."""
+    name, transport = request.param
+    with serve(name, apps.make_app(), tls_files if transport == "wss" else None) as running:
+        running.extra["client_ssl"] = tls_files.client_context if running.tls else None
+        yield running
+
+
+@pytest.fixture(params=[pytest.param(name, id=name) for name in SERVERS])
+def fresh_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    """A server of its own for one test (for tests that stop it), plain ws."""
+    with serve(request.param, apps.make_app()) as running:
+        running.extra["client_ssl"] = None
+        yield running
+
+
+@pytest.fixture(autouse=True)
+def _drain_events() -> None:
+    while not apps.events.empty():
+        apps.events.get_nowait()
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -1,0 +1,69 @@
+"""Real servers on 127.0.0.1 port 0, one module per server adapter.
+
+Each module ``tests/servers/<name>.py`` defines::
+
+    @contextmanager
+    def serve(app, tls: TLSFiles | None = None) -> Iterator[RunningServer]: ...
+
+which starts ``app`` on a free port, yields once it accepts connections, and
+stops it (gracefully: WebSockets get 1001) on exit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import ssl
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from typing import Any
+
+from ws4py_integrations import Manager
+
+SERVER_NAMES = ("wsgiref", "cherrypy", "gevent")
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A server certificate for 127.0.0.1 and a client context that trusts it."""
+
+    certfile: str
+    keyfile: str
+    client_context: ssl.SSLContext
+
+
+@dataclass
+class RunningServer:
+    name: str
+    host: str
+    port: int
+    tls: bool
+    manager: Manager | None
+    stop: Callable[[], None]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def ws_url(self, path: str) -> str:
+        return f"{'wss' if self.tls else 'ws'}://{self.host}:{self.port}{path}"
+
+    def http_url(self, path: str) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}{path}"
+
+
+def available() -> list[str]:
+    """Server names whose harness module (and server package) import here."""
+    names = []
+    for name in SERVER_NAMES:
+        try:
+            importlib.import_module(f"tests.servers.{name}")
+        except ImportError:
+            continue
+        names.append(name)
+    return names
+
+
+def serve(name: str, app: Any, tls: TLSFiles | None = None) -> AbstractContextManager[RunningServer]:
+    module = importlib.import_module(f"tests.servers.{name}")
+    cm: AbstractContextManager[RunningServer] = module.serve(app, tls)
+    return cm
+
+

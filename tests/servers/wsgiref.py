@@ -1,0 +1,40 @@
+"""The wsgiref adapter under test."""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from ws4py_integrations.wsgiref import make_server
+
+from . import RunningServer, TLSFiles
+
+
+@contextmanager
+def serve(app: Any, tls: TLSFiles | None = None) -> Iterator[RunningServer]:
+    server = make_server("127.0.0.1", 0, app)
+    if tls is not None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls.certfile, tls.keyfile)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.base_environ["wsgi.url_scheme"] = "https"
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        if not stopped:
+            stopped = True
+            server.shutdown()
+            server.server_close()
+            thread.join(10)
+
+    host, port = server.server_address[:2]
+    try:
+        yield RunningServer("wsgiref", str(host), int(port), tls is not None, server.manager, stop)
+    finally:
+        stop()

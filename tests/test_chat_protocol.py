@@ -1,0 +1,366 @@
+"""The chat example's server rules, checked with websocket-client on each server adapter.
+
+Every refused client message gets an ``error`` back on its own connection
+and nothing at all on anyone else's.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import websocket  # websocket-client
+
+from examples.chat import make_app
+from examples.chat.protocol import MAX_FRAME, MAX_NICK, MAX_TEXT, ChatError, Hello, Join, ListRooms, Say, parse
+from examples.chat.server import RATE_BURST, STATIC_DIR, TRANSPORT_MAX_MESSAGE
+from tests.servers import RunningServer, available, serve
+
+TIMEOUT = 10.0
+# How long "nothing arrives" is watched for.
+QUIET = 0.3
+
+
+# -- the parser alone -----------------------------------------------------------------
+
+
+def test_parse_accepts_each_command() -> None:
+    assert parse('{"type": "hello", "nick": " Zoë-1 "}') == Hello("Zoë-1")
+    assert parse('{"type": "join", "room": "Lobby"}') == Join("lobby")
+    assert parse('{"type": "say", "room": "lobby", "text": " hi\\n there "}') == Say("lobby", "hi\n there")
+    assert parse('{"type": "rooms"}') == ListRooms()
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("not json", "bad_json"),
+        ("{", "bad_json"),
+        ("[" * 5000 + "]" * 5000, "too_long"),
+        ("[" * 2000 + "]" * 2000, "bad_json"),  # deep nesting: RecursionError, not a crash
+        ("[1, 2]", "bad_message"),
+        ('"hello"', "bad_message"),
+        ("null", "bad_message"),
+        ("{}", "bad_message"),
+        ('{"type": "nope"}', "bad_message"),
+        ('{"type": 1}', "bad_message"),
+        ('{"type": "hello"}', "bad_message"),
+        ('{"type": "hello", "nick": 5}', "bad_message"),
+        ('{"type": "hello", "nick": "bob", "admin": true}', "bad_message"),
+        ('{"type": "say", "room": "lobby"}', "bad_message"),
+        ('{"type": "hello", "nick": ""}', "bad_nick"),
+        ('{"type": "hello", "nick": "two words"}', "bad_nick"),
+        ('{"type": "hello", "nick": "<script>"}', "bad_nick"),
+        ('{"type": "hello", "nick": "_underscore_first"}', "bad_nick"),
+        (json.dumps({"type": "hello", "nick": "x" * (MAX_NICK + 1)}), "bad_nick"),
+        ('{"type": "join", "room": "a/b"}', "bad_room"),
+        ('{"type": "join", "room": ""}', "bad_room"),
+        ('{"type": "say", "room": "lobby", "text": "   "}', "bad_text"),
+        ('{"type": "say", "room": "lobby", "text": "\\u0000\\u202e"}', "bad_text"),
+        (json.dumps({"type": "say", "room": "lobby", "text": "x" * (MAX_TEXT + 1)}), "too_long"),
+        ("x" * (MAX_FRAME + 1), "too_long"),
+        (b'{"type": "rooms"}', "bad_message"),
+    ],
+)
+def test_parse_refuses(data: str | bytes, code: str) -> None:
+    with pytest.raises(ChatError) as info:
+        parse(data)
+    assert info.value.code == code
+    assert info.value.message
+
+
+def test_parse_drops_control_and_bidi_characters() -> None:
+    # U+202E would reverse how the rest of the line displays.
+    assert parse(json.dumps({"type": "say", "room": "a", "text": "a\u202eb\x07c\td"})) == Say("a", "abc\td")
+
+
+# -- on a live server ---------------------------------------------------------------
+
+
+class Client:
+    """A websocket-client connection speaking the chat's JSON."""
+
+    def __init__(self, url: str) -> None:
+        self.nick: str | None = None
+        self.ws = websocket.create_connection(url, timeout=TIMEOUT)
+        self.welcome = self.recv()
+        assert self.welcome["type"] == "welcome"
+
+    def send(self, data: Any) -> None:
+        if isinstance(data, bytes):
+            self.ws.send_binary(data)
+        else:
+            self.ws.send(data if isinstance(data, str) else json.dumps(data))
+
+    def recv(self, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The next message whose type is not in ``skip``."""
+        while True:
+            self.ws.settimeout(TIMEOUT)
+            message: dict[str, Any] = json.loads(self.ws.recv())
+            if message["type"] not in skip:
+                return message
+
+    def expect(self, kind: str) -> dict[str, Any]:
+        """The next message but room-directory updates (which come as rooms change); must be ``kind``."""
+        message = self.recv(skip=() if kind == "rooms" else ("rooms",))
+        assert message["type"] == kind, message
+        return message
+
+    def quiet(self, skip: tuple[str, ...] = ("rooms",)) -> list[dict[str, Any]]:
+        """Messages that arrive within QUIET seconds, directory updates left out."""
+        got: list[dict[str, Any]] = []
+        deadline = time.monotonic() + QUIET
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(remaining)
+            try:
+                message = json.loads(self.ws.recv())
+            except websocket.WebSocketTimeoutException:
+                break
+            if message["type"] not in skip:
+                got.append(message)
+        return got
+
+    def hello(self, nick: str) -> dict[str, Any]:
+        self.send({"type": "hello", "nick": nick})
+        ready = self.expect("ready")
+        self.nick = ready["nick"]
+        return ready
+
+    def join(self, room: str) -> dict[str, Any]:
+        """Join ``room``: the snapshot, then our own arrival, as every member sees it."""
+        self.send({"type": "join", "room": room})
+        joined = self.expect("joined")
+        presence = self.expect("presence")
+        assert (presence["room"], presence["nick"], presence["event"]) == (room, self.nick, "join")
+        return joined
+
+    def close(self) -> None:
+        self.ws.close(timeout=2)
+
+
+@pytest.fixture(params=[pytest.param(name, id=name) for name in available()])
+def chat_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    with serve(request.param, make_app(history=3)) as running:
+        yield running
+
+
+@pytest.fixture
+def connect(chat_server: RunningServer) -> Iterator[Callable[[], Client]]:
+    """Open clients on the chat; all closed at the end of the test."""
+    with ExitStack() as stack:
+
+        def open_client() -> Client:
+            client = Client(chat_server.ws_url("/ws"))
+            stack.callback(client.close)
+            return client
+
+        yield open_client
+
+
+def test_welcome_tells_the_limits(connect: Callable[[], Client]) -> None:
+    limits = connect().welcome["limits"]
+    assert (limits["text"], limits["nick"], limits["frame"]) == (MAX_TEXT, MAX_NICK, MAX_FRAME)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        ("not json at all", "bad_json"),
+        ("[]", "bad_message"),
+        ({"type": "launch"}, "bad_message"),
+        ({"type": "hello", "nick": "bad nick!"}, "bad_nick"),
+        ({"type": "hello", "nick": "n" * 50}, "bad_nick"),
+        ("y" * (MAX_FRAME + 10), "too_long"),
+        (b"\x00binary", "bad_message"),
+        ({"type": "join", "room": "lobby"}, "not_ready"),
+        ({"type": "say", "room": "lobby", "text": "hi"}, "not_ready"),
+    ],
+)
+def test_refused_message_gets_an_error_and_the_connection_stays(
+    connect: Callable[[], Client], data: Any, code: str
+) -> None:
+    client = connect()
+    client.send(data)
+    error = client.expect("error")
+    assert error["code"] == code and error["message"]
+    # Still usable afterwards.
+    assert client.hello("survivor")["nick"] == "survivor"
+
+
+def test_nickname_is_unique_until_released(connect: Callable[[], Client]) -> None:
+    alice = connect()
+    alice.hello("Alice")
+    other = connect()
+    other.send({"type": "hello", "nick": "ALICE"})
+    assert other.expect("error")["code"] == "nick_taken"
+    other.send({"type": "hello", "nick": "alice2"})
+    other.expect("ready")
+    other.send({"type": "hello", "nick": "again"})
+    assert other.expect("error")["code"] == "already_named"
+
+    alice.close()
+    third = connect()
+    deadline = time.monotonic() + TIMEOUT
+    while True:  # the name is released once the server has seen the close
+        third.send({"type": "hello", "nick": "alice"})
+        reply = third.recv(skip=("rooms",))
+        if reply["type"] == "ready":
+            break
+        assert reply["code"] == "nick_taken" and time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def test_room_messages_presence_and_leave(connect: Callable[[], Client]) -> None:
+    alice, bob = connect(), connect()
+    alice.hello("alice")
+    bob.hello("bob")
+    assert alice.join("garden")["members"] == ["alice"]
+    assert bob.join("garden")["members"] == ["alice", "bob"]
+    assert alice.expect("presence") | {"ts": 0} == {
+        "type": "presence",
+        "room": "garden",
+        "nick": "bob",
+        "event": "join",
+        "ts": 0,
+    }
+
+    alice.send({"type": "say", "room": "garden", "text": "<b>hi</b> bob"})
+    to_bob, to_alice = bob.expect("message"), alice.expect("message")
+    assert to_bob == to_alice
+    assert (to_bob["nick"], to_bob["text"], to_bob["room"]) == ("alice", "<b>hi</b> bob", "garden")
+
+    bob.send({"type": "leave", "room": "garden"})
+    assert bob.expect("left")["room"] == "garden"
+    leave = alice.expect("presence")
+    assert (leave["nick"], leave["event"]) == ("bob", "leave")
+    bob.send({"type": "say", "room": "garden", "text": "still here?"})
+    assert bob.expect("error")["code"] == "not_in_room"
+    assert alice.quiet() == []
+
+
+def test_joiner_gets_the_last_n_messages(connect: Callable[[], Client]) -> None:
+    alice = connect()
+    alice.hello("alice")
+    alice.join("history")
+    for n in range(5):
+        alice.send({"type": "say", "room": "history", "text": f"message {n}"})
+        alice.expect("message")
+    bob = connect()
+    bob.hello("bob")
+    history = bob.join("history")["history"]  # the fixture's app keeps 3
+    assert [m["text"] for m in history] == ["message 2", "message 3", "message 4"]
+    assert len({m["id"] for m in history}) == 3
+
+
+def test_room_directory_is_live(connect: Callable[[], Client]) -> None:
+    alice, bob = connect(), connect()
+    assert alice.hello("alice")["rooms"] == []
+    bob.hello("bob")
+    alice.join("kitchen")
+    rooms = bob.expect("rooms")["rooms"]
+    assert rooms == [{"name": "kitchen", "members": 1}]
+    bob.send({"type": "rooms"})
+    assert bob.expect("rooms")["rooms"] == rooms
+
+
+def test_malformed_messages_never_disturb_other_users(connect: Callable[[], Client]) -> None:
+    alice, bob, mallory = connect(), connect(), connect()
+    for client, nick in ((alice, "alice"), (bob, "bob"), (mallory, "mallory")):
+        client.hello(nick)
+        client.join("main")
+    alice.quiet(), bob.quiet()  # presence of the later joiners
+
+    garbage: list[Any] = [
+        "}{",
+        "[" * 1000,
+        {"type": "say", "room": "main", "text": "z" * (MAX_TEXT + 1)},
+        {"type": "say", "room": "main", "text": ""},
+        {"type": "say", "room": "main", "text": "hi", "nick": "alice"},  # spoofing attempt
+        {"type": "say", "room": "elsewhere", "text": "hi"},
+        {"type": "join", "room": "../../etc"},
+        {"type": "hello", "nick": "alice"},
+        {"type": "leave", "room": "nowhere"},
+        b"\xff\xfe",
+        "q" * (MAX_FRAME + 1),
+    ]
+    for data in garbage:
+        mallory.send(data)
+        assert mallory.expect("error")["code"]
+    assert alice.quiet() == [] and bob.quiet() == []
+
+    alice.send({"type": "say", "room": "main", "text": "all fine here"})
+    assert bob.expect("message")["text"] == alice.expect("message")["text"] == "all fine here"
+
+    # Past the transport limit the library closes that connection alone (1009).
+    mallory.send("x" * (TRANSPORT_MAX_MESSAGE + 1))
+    mallory.ws.settimeout(TIMEOUT)
+    opcode, frame = mallory.ws.recv_data_frame(control_frame=True)
+    while opcode != websocket.ABNF.OPCODE_CLOSE:
+        opcode, frame = mallory.ws.recv_data_frame(control_frame=True)
+    assert int.from_bytes(frame.data[:2], "big") == 1009
+    for client in (alice, bob):
+        leave = client.expect("presence")
+        assert (leave["nick"], leave["event"]) == ("mallory", "leave")
+    bob.send({"type": "say", "room": "main", "text": "still fine"})
+    assert alice.expect("message")["text"] == "still fine"
+
+
+def test_flood_is_throttled_for_the_flooder_only(connect: Callable[[], Client]) -> None:
+    alice, flooder = connect(), connect()
+    alice.hello("alice")
+    alice.join("main")
+    flooder.hello("flood")
+    flooder.join("main")
+    alice.quiet()
+    sent = RATE_BURST * 3
+    for n in range(sent):
+        flooder.send({"type": "say", "room": "main", "text": f"spam {n}"})
+    notices = [r["code"] for r in flooder.quiet(skip=("rooms", "message"))]
+    spam = [m for m in alice.quiet() if m["type"] == "message"]
+    # hello and join took two tokens of the burst; a few more refill meanwhile.
+    assert RATE_BURST - 2 <= len(spam) < sent
+    # A notice when throttling starts, not one per dropped message.
+    assert set(notices) == {"rate_limited"} and len(notices) <= 1 + (len(spam) - (RATE_BURST - 2))
+    alice.send({"type": "say", "room": "main", "text": "I can still talk"})
+    assert alice.expect("message")["text"] == "I can still talk"
+
+
+# -- the page ----------------------------------------------------------------------------
+
+
+def _get(server: RunningServer, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(server.http_url(path), method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_page_and_static_files(chat_server: RunningServer) -> None:
+    status, headers, body = _get(chat_server, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert b'<script src="/static/chat.js"' in body
+    status, headers, body = _get(chat_server, "/static/chat.js")
+    assert status == 200 and "javascript" in headers["Content-Type"]
+    assert _get(chat_server, "/static/chat.css")[0] == 200
+    for path in ("/static/../server.py", "/static/", "/static/missing.js", "/server.py"):
+        assert _get(chat_server, path)[0] == 404, path
+    assert _get(chat_server, "/", method="POST")[0] == 405
+
+
+def test_page_builds_no_markup_from_data() -> None:
+    """The page inserts text with textContent only: user data never becomes markup."""
+    script = (STATIC_DIR / "chat.js").read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script, sink
+    html = (Path(STATIC_DIR) / "index.html").read_text()
+    assert "<script>" not in html and "style=" not in html and "http" not in html.replace("http-equiv", "")

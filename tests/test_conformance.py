@@ -1,0 +1,36 @@
+"""The CI subset of the Autobahn|Testsuite run (``python -m conformance.run --quick``).
+
+wstest needs Python 2.7: without it the test is skipped locally and fails in
+CI (``CI=true``), where a missing interpreter must not pass as a green run.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PY27_MISSING = 3
+
+
+@pytest.mark.timeout(1200)  # a from-scratch wstest install is part of it
+def test_autobahn_quick_subset(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "conformance.run", "--quick", "--reports", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1150,
+    )
+    output = result.stdout + result.stderr
+    if result.returncode == PY27_MISSING:
+        message = "Python 2.7 is missing, so Autobahn|Testsuite (wstest) cannot run"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{message} (required in CI):\n{output}")
+        pytest.skip(f"{message}; install it (pyenv install 2.7.18) or set PY27")
+    print(output)
+    assert result.returncode == 0, f"conformance regression (exit {result.returncode}):\n{output}"
