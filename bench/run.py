@@ -11,6 +11,7 @@ the page ``docs/benchmarks.rst``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -103,10 +104,8 @@ def raise_nofile() -> tuple[int, int]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
     if target > soft:
-        try:
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-        except (ValueError, OSError):
-            pass
     return resource.getrlimit(resource.RLIMIT_NOFILE)
 
 
@@ -187,9 +186,7 @@ def build_competitors(servers: list[str], families: list[str]) -> list[Competito
         )
     if "raw" in families:
         result.append(
-            Competitor(
-                "raw", "raw TCP echo (uvloop)", "raw", "client", [str(servers_dir / "raw_server.py")], raw=True
-            )
+            Competitor("raw", "raw TCP echo (uvloop)", "raw", "client", [str(servers_dir / "raw_server.py")], raw=True)
         )
     return result
 
@@ -437,7 +434,9 @@ def main(argv: list[str] | None = None) -> int:
         "versions": versions(competitors),
         "nofile": list(nofile),
         "settings": {k: v for k, v in vars(settings).items() if k != "extra"},
-        "competitors": [{"name": c.name, "label": c.label, "family": c.family, "server": c.server} for c in competitors],
+        "competitors": [
+            {"name": c.name, "label": c.label, "family": c.family, "server": c.server} for c in competitors
+        ],
         "scenarios": {key: vars(SCENARIOS[key]) for key in settings.scenarios},
         "results": results,
     }

@@ -54,9 +54,7 @@ def installed_versions(python: Path, names: list[str]) -> dict[str, str]:
         "print(json.dumps(out))\n"
     )
     try:
-        proc = subprocess.run(
-            [str(python), "-c", code, *names], capture_output=True, text=True, timeout=60, check=True
-        )
+        proc = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, timeout=60, check=True)
     except (OSError, subprocess.SubprocessError):
         return {}
     result: dict[str, str] = json.loads(proc.stdout)

@@ -21,7 +21,10 @@ def wait_event(kind: str, path: str, timeout: float = 10.0) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise TimeoutError(f"no {kind!r} event on {path} within {timeout}s")
-        got_kind, got_path, details = events.get(timeout=remaining)
+        try:
+            got_kind, got_path, details = events.get(timeout=remaining)
+        except queue.Empty:
+            continue
         if (got_kind, got_path) == (kind, path):
             return details
 

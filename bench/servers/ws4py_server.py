@@ -8,6 +8,7 @@ Echo at /ws, broadcast at /broadcast, with ws4py's stock pieces:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import threading
@@ -43,10 +44,8 @@ class Broadcast(WebSocket):  # type: ignore[misc]
         with CLIENTS_LOCK:
             peers = list(CLIENTS)
         for peer in peers:
-            try:
+            with contextlib.suppress(Exception):
                 peer.send(message.data, message.is_binary)
-            except Exception:
-                pass
 
 
 def dispatcher() -> Any:
