@@ -134,6 +134,7 @@ class Connection:
         self._ping_sent_at = 0.0
         self._keepalive_timer: TimerHandle | None = None
         self._close_timer: TimerHandle | None = None
+        self._read_timer: TimerHandle | None = None
         try:
             self.peer_address: Any = sock.getpeername()
         except OSError:
@@ -187,6 +188,8 @@ class Connection:
                 protocol.inbox = []
             writes = protocol.data_to_send()
             closing_now = was_open and protocol.close_sent is not None
+            if self.options.read_timeout is not None:
+                self._arm_read_timer(protocol.reader.mid_frame and data != b"")  # type: ignore[attr-defined]
         for event in inbox:
             if isinstance(event, Message):
                 self.messages_in += 1
@@ -358,11 +361,30 @@ class Connection:
                 self.closed_code, self.closed_reason = close.code, close.reason
             self._out.clear()
             self.out_size = 0
-            for timer in (self._keepalive_timer, self._close_timer):
+            for timer in (self._keepalive_timer, self._close_timer, self._read_timer):
                 if timer is not None:
                     timer.cancel()
         self.backend.schedule(self, self._call_user, "closed", self.closed_code, self.closed_reason)
         self.backend.connection_lost(self)
+
+    # -- read timeout -------------------------------------------------------------
+
+    def _arm_read_timer(self, mid_frame: bool) -> None:
+        # Called with the lock held, after each read: restart the clock while
+        # the peer is inside a frame, stop it at a frame boundary.
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+        if mid_frame and not self.finalized and self.options.read_timeout is not None:
+            self._read_timer = self.backend.call_later(self.options.read_timeout, self._read_timed_out)
+
+    def _read_timed_out(self) -> None:
+        with self.lock:
+            if self.finalized or self._read_timer is None:
+                return
+            self._read_timer = None
+        logger.info("closing %s: stalled inside a frame for read_timeout=%ss", self.peer_address, self.options.read_timeout)
+        self._fail(CloseCode.POLICY_VIOLATION, "read timeout: incomplete frame")
 
     # -- keepalive --------------------------------------------------------------
 

@@ -51,6 +51,10 @@ class WebSocketOptions:
     #: Seconds a ping may wait for its pong before the connection is closed
     #: with 1011; ``None`` waits forever.
     ping_timeout: float | None = 20.0
+    #: Seconds a partly received frame may wait for more bytes; a peer that
+    #: stalls inside a frame longer than this is closed with 1008. ``None``
+    #: waits forever.
+    read_timeout: float | None = 60.0
     #: Seconds to wait for the closing handshake before dropping TCP.
     close_timeout: float = 10.0
     #: Bytes that may wait in a connection's outbound buffer. When a send finds
@@ -89,7 +93,7 @@ class WebSocketOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be a positive int or None, not {value!r}")
-        for name in ("ping_interval", "ping_timeout"):
+        for name in ("ping_interval", "ping_timeout", "read_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive or None, not {value!r}")

@@ -13,14 +13,32 @@ layer owns is turning frames into messages, strictly:
 from __future__ import annotations
 
 import codecs
+from collections.abc import Generator
 from typing import Any
 
 from websockets.frames import Frame, Opcode
 from websockets.server import ServerProtocol
+from websockets.streams import StreamReader
 
 from .events import Message, Pong
 
 __all__ = ["ServerConnectionProtocol"]
+
+
+class _Reader(StreamReader):
+    """A stream reader that knows whether the parser waits inside a frame."""
+
+    mid_frame = False
+
+    def at_eof(self) -> Generator[None, None, bool]:
+        # The parser asks this between frames only.
+        self.mid_frame = False
+        return (yield from super().at_eof())
+
+    def read_exact(self, n: int) -> Generator[None, None, bytearray]:
+        if len(self.buffer) < n:
+            self.mid_frame = True
+        return (yield from super().read_exact(n))
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
@@ -33,6 +51,11 @@ class ServerConnectionProtocol(ServerProtocol):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Restart the parser on a reader that tracks frame boundaries (no
+        # data has been fed yet, so nothing is lost).
+        self.reader = _Reader()
+        self.parser = self.parse()
+        next(self.parser)
         self.inbox: list[Message | Pong] = []
         # Fragments of the message being received: decoded str pieces for text.
         self._parts: list[Any] = []

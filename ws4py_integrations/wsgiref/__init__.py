@@ -38,7 +38,7 @@ class _Connection:
         # request head without waiting for more.
         sock.setblocking(False)
         try:
-            buffered = handler.rfile.peek()
+            buffered = handler.rfile.peek()  # type: ignore[attr-defined]
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             # The reader's buffer was empty and the socket had nothing more.
             buffered = b""
