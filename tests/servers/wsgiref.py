@@ -8,14 +8,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from ws4py_integrations import Manager
 from ws4py_integrations.wsgiref import make_server
 
 from . import RunningServer, TLSFiles
 
 
 @contextmanager
-def serve(app: Any, tls: TLSFiles | None = None) -> Iterator[RunningServer]:
-    server = make_server("127.0.0.1", 0, app)
+def serve(app: Any, tls: TLSFiles | None = None, manager: Manager | None = None) -> Iterator[RunningServer]:
+    server = make_server("127.0.0.1", 0, app, manager=manager)
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(tls.certfile, tls.keyfile)

@@ -1,0 +1,163 @@
+"""wsgiref-specific behaviour: stock plain HTTP, shutdown, resources."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import wsgiref.util
+from typing import Any
+from wsgiref.simple_server import make_server as stock_make_server
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from tests import apps
+from tests.servers.wsgiref import serve
+from ws4py_integrations import ThreadedManager
+from ws4py_integrations.wsgiref import make_server
+
+
+def http_exchange(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def without_date(response: bytes) -> list[bytes]:
+    return [line for line in response.split(b"\r\n") if not line.lower().startswith(b"date:")]
+
+
+def test_plain_http_is_byte_for_byte_stock_wsgiref() -> None:
+    request = b"GET /some/path?q=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    results = []
+    for factory in (stock_make_server, make_server):
+        server = factory("127.0.0.1", 0, apps.plain_app)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            results.append(http_exchange(server.server_address[1], request))
+        finally:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+    assert without_date(results[0]) == without_date(results[1])
+    assert b"plain GET /some/path" in results[1]
+
+
+def test_no_process_wide_patching() -> None:
+    import ws4py_integrations.wsgiref  # noqa: F401
+
+    # ws4py patched wsgiref.util._hoppish globally; the stock rule must hold.
+    assert wsgiref.util.is_hop_by_hop("Upgrade")
+    assert wsgiref.util.is_hop_by_hop("Connection")
+
+
+def test_stopping_the_server_sends_1001_to_every_connection() -> None:
+    with serve(apps.make_app()) as running:
+        clients = [connect(running.ws_url("/record"), open_timeout=10) for _ in range(5)]
+        try:
+            for _ in clients:
+                apps.wait_event("opened", "/record")
+            started = time.monotonic()
+            running.stop()
+            assert time.monotonic() - started < 10
+            for ws in clients:
+                with pytest.raises(ConnectionClosed) as info:
+                    ws.recv(timeout=10)
+                assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+            # Every handler heard about it before stop() returned.
+            codes = [apps.wait_event("closed", "/record", timeout=0.5)[0] for _ in clients]
+            assert codes == [1001] * 5
+        finally:
+            for ws in clients:
+                ws.close()
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_connect_close_cycles_return_fds_and_threads_to_baseline() -> None:
+    fds, threads = _fds(), threading.active_count()
+    manager = ThreadedManager(worker_idle_timeout=0.5, name="cycles")
+    with serve(apps.make_app(), manager=manager) as running:
+        assert manager is not None
+
+        def cycle(n: int) -> None:
+            with connect(running.ws_url("/echo"), open_timeout=10, compression=None) as ws:
+                ws.send(f"cycle {n}")
+                assert ws.recv(timeout=10) == f"cycle {n}"
+
+        def settle(expected_fds: int | None = None) -> None:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if len(manager) == 0 and manager.wait_closed(0.1) and (expected_fds is None or _fds() <= expected_fds):
+                    return
+                time.sleep(0.05)
+
+        for n in range(50):  # let the server reach its steady state
+            cycle(n)
+        settle()
+        server_fds = _fds()
+        for n in range(1000):
+            cycle(n)
+        settle(server_fds)
+        assert _fds() <= server_fds
+        stats = manager.stats()
+        assert stats["accepted"] == 1050 and stats["connections"] == 0
+        assert stats["messages_in"] == 1050 and stats["messages_out"] == 1050
+    # Stopped: the loop thread, request threads and idle workers are all gone.
+    deadline = time.monotonic() + 10
+    while (threading.active_count() > threads or _fds() > fds) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= threads
+    assert _fds() <= fds
+
+
+def test_idle_workers_end_after_their_timeout() -> None:
+    manager = ThreadedManager(worker_idle_timeout=0.3, name="idle")
+    with serve(apps.make_app(), manager=manager) as running:
+        with connect(running.ws_url("/echo"), open_timeout=10) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=10) == "hello"
+        assert any(t.name.startswith("idle-worker") for t in threading.enumerate())
+        deadline = time.monotonic() + 10
+        while any(t.name.startswith("idle-worker") for t in threading.enumerate()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(t.name.startswith("idle-worker") for t in threading.enumerate())
+
+
+def test_server_manager_stats_and_broadcast() -> None:
+    with serve(apps.make_app()) as running:
+        manager = running.manager
+        assert manager is not None
+        with connect(running.ws_url("/record"), open_timeout=10) as a, connect(running.ws_url("/record"), open_timeout=10) as b:
+            apps.wait_event("opened", "/record")
+            apps.wait_event("opened", "/record")
+            assert manager.broadcast("to everyone", exclude=manager.websockets[:1]) == 1
+            received = []
+            for ws in (a, b):
+                try:
+                    received.append(ws.recv(timeout=0.5))
+                except TimeoutError:
+                    pass
+            assert received == ["to everyone"]
+            assert manager.stats()["connections"] == 2
+            assert manager.broadcast(b"binary") == 2
+            assert a.recv(timeout=10) == b"binary" and b.recv(timeout=10) == b"binary"
+
+
+def test_app_with_websocket_endpoint_alone() -> None:
+    """``WebSocketWSGIApplication`` as the whole app (no middleware)."""
+    from ws4py_integrations import WebSocketWSGIApplication
+
+    app: Any = WebSocketWSGIApplication(apps.Recording)
+    with serve(app) as running, connect(running.ws_url("/anything"), open_timeout=10) as ws:
+        ws.send("whole app")
+        assert ws.recv(timeout=10) == "whole app"
