@@ -12,14 +12,15 @@ import contextlib
 import heapq
 import itertools
 import logging
+import queue
 import selectors
 import socket
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..broker import Broker
 from ..connection import Connection
 from .base import Manager
 
@@ -47,15 +48,86 @@ class _Timer:
         self.cancelled = True
 
 
+class _WorkerPool:
+    """Threads for callbacks: started on demand up to ``max_workers``, ended
+    after ``idle_timeout`` seconds without work, so a burst leaves no threads behind."""
+
+    def __init__(self, max_workers: int, idle_timeout: float, name: str) -> None:
+        self._max = max_workers
+        self._idle_timeout = idle_timeout
+        self._name = name
+        self._tasks: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._idle = 0  # workers waiting for a task nobody has claimed
+        self._count = 0
+        self._serial = itertools.count(1)
+        self._shutdown = False
+
+    def submit(self, func: Callable[..., Any], *args: Any) -> None:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("worker pool is shut down")
+            self._tasks.put((func, args))
+            if self._idle > 0:
+                self._idle -= 1  # that waiting worker will take it
+                return
+            if self._count >= self._max:
+                return  # the next worker to finish takes it
+            self._count += 1
+        thread = threading.Thread(target=self._work, name=f"{self._name}-{next(self._serial)}", daemon=True)
+        thread.start()
+
+    def _work(self) -> None:
+        tasks = self._tasks
+        while True:
+            try:
+                task = tasks.get(timeout=self._idle_timeout)
+            except queue.Empty:
+                with self._lock:
+                    if self._idle > 0 and tasks.empty():
+                        self._idle -= 1
+                        self._count -= 1
+                        return
+                continue
+            if task is None:
+                with self._lock:
+                    self._count -= 1
+                return
+            func, args = task
+            try:
+                func(*args)
+            except Exception:
+                logger.exception("callback worker task failed")
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._shutdown = True
+            count = self._count
+        for _ in range(count):
+            self._tasks.put(None)
+
+
 class ThreadedManager(Manager):
     """A manager on a ``selectors`` loop thread plus a pool of callback workers.
 
     ``max_workers`` bounds how many connections' callbacks run at the same
-    time (a blocking handler holds one worker while it blocks).
+    time (a blocking handler holds one worker while it blocks); a worker ends
+    after ``worker_idle_timeout`` seconds without work. ``broker``
+    carries publish and broadcast (see :class:`~ws4py_integrations.Manager`).
     """
 
-    def __init__(self, *, max_workers: int = 32, name: str = "ws4py") -> None:
-        super().__init__()
+    def __init__(
+        self,
+        *,
+        max_workers: int = 32,
+        worker_idle_timeout: float = 10.0,
+        name: str = "ws4py",
+        broker: Broker | None = None,
+    ) -> None:
+        super().__init__(broker=broker)
+        self._worker_idle_timeout = worker_idle_timeout
         self._name = name
         self._max_workers = max_workers
         self._selector = selectors.DefaultSelector()
@@ -68,14 +140,14 @@ class ThreadedManager(Manager):
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
         self._queue_lock = threading.Lock()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: _WorkerPool | None = None
         self._thread: threading.Thread | None = None
         self._running = False
 
     # -- lifecycle -----------------------------------------------------------
 
     def _start_backend(self) -> None:
-        self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix=f"{self._name}-worker")
+        self._pool = _WorkerPool(self._max_workers, self._worker_idle_timeout, f"{self._name}-worker")
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._running = True
         self._thread = threading.Thread(target=self._run, name=f"{self._name}-io", daemon=True)
@@ -86,7 +158,7 @@ class ThreadedManager(Manager):
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5.0)
         if self._pool is not None:
-            self._pool.shutdown(wait=False)
+            self._pool.shutdown()
 
     def _halt(self) -> None:
         self._running = False
