@@ -54,6 +54,10 @@ class Commands(Recording):
         if command == "close":
             code, _, reason = arg.partition(":")
             self.close(int(code), reason)
+        elif command == "block":
+            self.send("blocking")
+            time.sleep(float(arg))
+            self.send("unblocked")
         elif command == "sleep":
             time.sleep(float(arg))
             self.send(f"slept:{arg}")

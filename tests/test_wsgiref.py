@@ -85,7 +85,7 @@ def _fds() -> int:
 
 def test_connect_close_cycles_return_fds_and_threads_to_baseline() -> None:
     fds, threads = _fds(), threading.active_count()
-    manager = ThreadedManager(worker_idle_timeout=0.5, name="cycles")
+    manager = ThreadedManager(name="cycles")
     with serve(apps.make_app(), manager=manager) as running:
         assert manager is not None
 
@@ -120,17 +120,22 @@ def test_connect_close_cycles_return_fds_and_threads_to_baseline() -> None:
     assert _fds() <= fds
 
 
-def test_idle_workers_end_after_their_timeout() -> None:
-    manager = ThreadedManager(worker_idle_timeout=0.3, name="idle")
+def test_blocked_callback_hands_the_loop_over_and_its_thread_ends() -> None:
+    manager = ThreadedManager(name="handoff")
     with serve(apps.make_app(), manager=manager) as running:
-        with connect(running.ws_url("/echo"), open_timeout=10) as ws:
-            ws.send("hello")
-            assert ws.recv(timeout=10) == "hello"
-        assert any(t.name.startswith("idle-worker") for t in threading.enumerate())
+        with connect(running.ws_url("/echo"), open_timeout=10) as sleeper, connect(running.ws_url("/echo"), open_timeout=10) as other:
+            sleeper.send("block:1")
+            assert sleeper.recv(timeout=10) == "blocking"
+            other.send("meanwhile")
+            assert other.recv(timeout=10) == "meanwhile"
+            # The sleeping callback keeps its thread; a second thread leads the loop.
+            loop_threads = [t for t in threading.enumerate() if t.name.startswith("handoff-io")]
+            assert len(loop_threads) == 2
+            assert sleeper.recv(timeout=10) == "unblocked"
         deadline = time.monotonic() + 10
-        while any(t.name.startswith("idle-worker") for t in threading.enumerate()) and time.monotonic() < deadline:
+        while time.monotonic() < deadline and len([t for t in threading.enumerate() if t.name.startswith("handoff-io")]) > 1:
             time.sleep(0.05)
-        assert not any(t.name.startswith("idle-worker") for t in threading.enumerate())
+        assert len([t for t in threading.enumerate() if t.name.startswith("handoff-io")]) == 1
 
 
 def test_server_manager_stats_and_broadcast() -> None:

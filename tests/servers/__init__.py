@@ -31,6 +31,18 @@ class TLSFiles:
     keyfile: str
     client_context: ssl.SSLContext
 
+    def server_context(self) -> ssl.SSLContext:
+        """A server context for this certificate.
+
+        No TLS 1.3 session tickets: the websockets sync client reads and writes
+        its SSL socket from two threads, and a ticket arriving during its first
+        write can fail that write with "[SSL] internal error" (client-side).
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.certfile, self.keyfile)
+        context.options |= ssl.OP_NO_TICKET
+        return context
+
 
 @dataclass
 class RunningServer:

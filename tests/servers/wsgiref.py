@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,9 +17,7 @@ from . import RunningServer, TLSFiles
 def serve(app: Any, tls: TLSFiles | None = None, manager: Manager | None = None) -> Iterator[RunningServer]:
     server = make_server("127.0.0.1", 0, app, manager=manager)
     if tls is not None:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(tls.certfile, tls.keyfile)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
+        server.socket = tls.server_context().wrap_socket(server.socket, server_side=True)
         server.base_environ["wsgi.url_scheme"] = "https"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()

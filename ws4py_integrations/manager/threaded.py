@@ -1,9 +1,17 @@
-"""The thread backend: one selectors I/O loop, callbacks on a worker pool.
+"""The thread backend: a selectors I/O loop that runs callbacks itself, and
+hands the loop to a fresh thread when a callback blocks (leader/followers).
 
-The loop thread only reads, parses and flushes; user callbacks run on worker
-threads, one at a time per connection and in order, so a handler that blocks
-delays only its own connection. Sends from any thread write directly when the
-socket can take the bytes, and involve the loop only when it cannot.
+Handing every message to a worker thread costs a thread switch per message.
+Instead the thread leading the loop runs callbacks inline, in order per
+connection. A watchdog notices when a callback has been running for longer
+than ``handoff_after`` (10 ms by default: a handler that sleeps, waits on a
+lock or does blocking I/O) and starts a new thread that takes over the loop.
+The blocked thread, once its callback returns, finishes that connection's
+queued callbacks and ends. So a handler that blocks delays only its own
+connection, and the common case pays no thread switch at all.
+
+Sends from any thread write directly when the socket can take the bytes and
+involve the loop only when it cannot.
 """
 
 from __future__ import annotations
@@ -12,11 +20,11 @@ import contextlib
 import heapq
 import itertools
 import logging
-import queue
 import selectors
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +36,7 @@ __all__ = ["ThreadedManager"]
 
 logger = logging.getLogger("ws4py_integrations.manager")
 
-# Callbacks one worker runs for a connection before yielding to the others.
+# Callbacks the leader runs for one connection before serving the next.
 _BATCH = 64
 
 
@@ -48,88 +56,31 @@ class _Timer:
         self.cancelled = True
 
 
-class _WorkerPool:
-    """Threads for callbacks: started on demand up to ``max_workers``, ended
-    after ``idle_timeout`` seconds without work, so a burst leaves no threads behind."""
-
-    def __init__(self, max_workers: int, idle_timeout: float, name: str) -> None:
-        self._max = max_workers
-        self._idle_timeout = idle_timeout
-        self._name = name
-        self._tasks: queue.Queue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.Queue()
-        self._lock = threading.Lock()
-        self._idle = 0  # workers waiting for a task nobody has claimed
-        self._count = 0
-        self._serial = itertools.count(1)
-        self._shutdown = False
-
-    def submit(self, func: Callable[..., Any], *args: Any) -> None:
-        with self._lock:
-            if self._shutdown:
-                raise RuntimeError("worker pool is shut down")
-            self._tasks.put((func, args))
-            if self._idle > 0:
-                self._idle -= 1  # that waiting worker will take it
-                return
-            if self._count >= self._max:
-                return  # the next worker to finish takes it
-            self._count += 1
-        thread = threading.Thread(target=self._work, name=f"{self._name}-{next(self._serial)}", daemon=True)
-        thread.start()
-
-    def _work(self) -> None:
-        tasks = self._tasks
-        while True:
-            try:
-                task = tasks.get(timeout=self._idle_timeout)
-            except queue.Empty:
-                with self._lock:
-                    if self._idle > 0 and tasks.empty():
-                        self._idle -= 1
-                        self._count -= 1
-                        return
-                continue
-            if task is None:
-                with self._lock:
-                    self._count -= 1
-                return
-            func, args = task
-            try:
-                func(*args)
-            except Exception:
-                logger.exception("callback worker task failed")
-            with self._lock:
-                self._idle += 1
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._shutdown = True
-            count = self._count
-        for _ in range(count):
-            self._tasks.put(None)
-
-
 class ThreadedManager(Manager):
-    """A manager on a ``selectors`` loop thread plus a pool of callback workers.
+    """A manager on a ``selectors`` loop; callbacks run on the loop thread
+    unless they block, in which case the loop moves to a new thread.
 
-    ``max_workers`` bounds how many connections' callbacks run at the same
-    time (a blocking handler holds one worker while it blocks); a worker ends
-    after ``worker_idle_timeout`` seconds without work. ``broker``
-    carries publish and broadcast (see :class:`~ws4py_integrations.Manager`).
+    ``max_workers`` bounds the threads: the one leading the loop plus those
+    still inside a blocking callback. When all are taken, callbacks wait.
+    ``handoff_after`` is how long a callback may run before the loop moves on
+    without it. ``broker`` carries publish and broadcast (see
+    :class:`~ws4py_integrations.Manager`).
     """
 
     def __init__(
         self,
         *,
         max_workers: int = 32,
-        worker_idle_timeout: float = 10.0,
+        handoff_after: float = 0.01,
         name: str = "ws4py",
         broker: Broker | None = None,
     ) -> None:
         super().__init__(broker=broker)
-        self._worker_idle_timeout = worker_idle_timeout
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
         self._name = name
-        self._max_workers = max_workers
+        self._max_threads = max_workers
+        self._handoff_after = handoff_after
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -139,38 +90,80 @@ class ThreadedManager(Manager):
         self._ops_lock = threading.Lock()
         self._timers: list[_Timer] = []
         self._seq = itertools.count()
-        self._queue_lock = threading.Lock()
-        self._pool: _WorkerPool | None = None
-        self._thread: threading.Thread | None = None
+        # Guards the leader, the run list and every connection's callback queue.
+        self._lock = threading.Lock()
+        self._leader: threading.Thread | None = None
+        self._run_list: deque[Connection] = deque()
+        self._busy_since: float | None = None
+        self._threads = 0
+        self._serial = itertools.count(1)
         self._running = False
+        self._stopped_event = threading.Event()
+        self._watchdog: threading.Thread | None = None
+        self._saturation_logged = False
 
     # -- lifecycle -----------------------------------------------------------
 
     def _start_backend(self) -> None:
-        self._pool = _WorkerPool(self._max_workers, self._worker_idle_timeout, f"{self._name}-worker")
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._running = True
-        self._thread = threading.Thread(target=self._run, name=f"{self._name}-io", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._spawn_leader()
+        self._watchdog = threading.Thread(target=self._watch_leader, name=f"{self._name}-watchdog", daemon=True)
+        self._watchdog.start()
 
     def _stop_backend(self) -> None:
         self._call_soon(self._halt)
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5.0)
-        if self._pool is not None:
-            self._pool.shutdown()
+        self._stopped_event.set()
+        leader = self._leader
+        if leader is not None and leader is not threading.current_thread():
+            leader.join(5.0)
+        if self._watchdog is not None and self._watchdog is not threading.current_thread():
+            self._watchdog.join(5.0)
 
     def _halt(self) -> None:
         self._running = False
 
-    # -- loop ------------------------------------------------------------------
+    def _spawn_leader(self) -> None:
+        # Called with self._lock held.
+        thread = threading.Thread(target=self._lead, name=f"{self._name}-io-{next(self._serial)}", daemon=True)
+        self._leader = thread
+        self._busy_since = None
+        self._threads += 1
+        thread.start()
 
-    def _run(self) -> None:
+    def _watch_leader(self) -> None:
+        """Move the loop to a new thread when the leader is stuck in a callback."""
+        period = self._handoff_after
+        while not self._stopped_event.wait(period):
+            with self._lock:
+                since = self._busy_since
+                if since is None or time.monotonic() - since < period or not self._running:
+                    continue
+                if self._threads >= self._max_threads:
+                    if not self._saturation_logged:
+                        self._saturation_logged = True
+                        logger.warning(
+                            "all %d threads are inside blocking callbacks; other connections wait "
+                            "(raise max_workers or avoid blocking in handlers)",
+                            self._max_threads,
+                        )
+                    continue
+                self._saturation_logged = False
+                self._spawn_leader()
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _lead(self) -> None:
+        me = threading.current_thread()
         selector = self._selector
         try:
             while self._running:
                 timeout = None
-                if self._timers:
+                if self._run_list or self._ops:
+                    # Work queued by this thread itself: do not wait for I/O.
+                    timeout = 0.0
+                elif self._timers:
                     timeout = max(0.0, self._timers[0].deadline - time.monotonic())
                 for key, mask in selector.select(timeout):
                     conn = key.data
@@ -183,17 +176,64 @@ class ThreadedManager(Manager):
                         conn.read()
                 self._run_ops()
                 self._run_timers()
+                if not self._run_callbacks(me):
+                    return  # demoted: another thread leads the loop now
         except Exception:
             logger.exception("I/O loop crashed; aborting its connections")
             for conn in self._snapshot():
                 conn.abort()
         finally:
-            for key in list(selector.get_map().values()):
-                if key.data is not None:
-                    key.fileobj.close()  # type: ignore[union-attr]
-            selector.close()
-            self._wake_r.close()
-            self._wake_w.close()
+            with self._lock:
+                self._threads -= 1
+                last = self._leader is me
+            if last and not self._running:
+                self._close_loop()
+
+    def _close_loop(self) -> None:
+        selector = self._selector
+        for key in list(selector.get_map().values()):
+            if key.data is not None:
+                key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _run_callbacks(self, me: threading.Thread) -> bool:
+        """Run queued callbacks; ``False`` if this thread lost the lead meanwhile."""
+        lock, run_list = self._lock, self._run_list
+        while True:
+            with lock:
+                if self._leader is not me:
+                    return False
+                if not run_list:
+                    self._busy_since = None
+                    return True
+                conn = run_list.popleft()
+            if self._drain(conn, me):
+                return False
+
+    def _drain(self, conn: Connection, me: threading.Thread) -> bool:
+        """Run ``conn``'s callbacks in order; ``True`` if this thread was demoted."""
+        queue = conn.callbacks
+        lock = self._lock
+        done = 0
+        while True:
+            with lock:
+                leading = self._leader is me
+                if not queue:
+                    conn.callbacks_running = False
+                    return not leading
+                if leading:
+                    if done >= _BATCH:
+                        self._run_list.append(conn)  # let the others have a turn
+                        return False
+                    self._busy_since = time.monotonic()
+                func, args = queue.popleft()
+            try:
+                func(*args)
+            except Exception:
+                logger.exception("callback failed")
+            done += 1
 
     def _drain_wake(self) -> None:
         try:
@@ -221,12 +261,15 @@ class ThreadedManager(Manager):
                     logger.exception("timer callback failed")
 
     def _call_soon(self, op: Callable[[], Any]) -> None:
-        """Run ``op`` on the loop thread (from any thread)."""
+        """Run ``op`` on the loop (from any thread)."""
         with self._ops_lock:
             self._ops.append(op)
-            if self._woken:
-                return
+            if self._woken or threading.current_thread() is self._leader:
+                return  # the loop will see it before it waits again
             self._woken = True
+        self._wake()
+
+    def _wake(self) -> None:
         # OSError: the loop is gone, or a wake-up byte is already waiting.
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
@@ -283,38 +326,20 @@ class ThreadedManager(Manager):
         return timer
 
     def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
-        with self._queue_lock:
+        with self._lock:
             conn.callbacks.append((func, args))
             if conn.callbacks_running:
                 return
             conn.callbacks_running = True
-        self._submit(conn)
-
-    def _submit(self, conn: Connection) -> None:
-        pool = self._pool
-        try:
-            if pool is None:
-                raise RuntimeError("manager not started")
-            pool.submit(self._drain, conn)
-        except RuntimeError:
-            # The pool is shut down (manager stopped): run what is left here.
-            self._drain(conn, limit=None)
-
-    def _drain(self, conn: Connection, limit: int | None = _BATCH) -> None:
-        queue = conn.callbacks
-        done = 0
-        while True:
-            with self._queue_lock:
-                if not queue:
-                    conn.callbacks_running = False
+            if self._running:
+                self._run_list.append(conn)
+                if threading.current_thread() is self._leader:
                     return
-                if limit is not None and done >= limit:
-                    break
-                func, args = queue.popleft()
-            try:
-                func(*args)
-            except Exception:
-                logger.exception("internal callback failed")
-            done += 1
-        # Give other connections a turn on this worker.
-        self._submit(conn)
+                inline = False
+            else:
+                inline = True
+        if inline:
+            # The loop is gone (stopped): run what is left here rather than lose it.
+            self._drain(conn, threading.current_thread())
+        else:
+            self._wake()
