@@ -8,7 +8,14 @@ import threading
 import time
 from typing import Any
 
-from ws4py_integrations import ConnectionClosed, HandshakeRejected, Message, WebSocket, WebSocketMiddleware, WebSocketWSGIApplication
+from ws4py_integrations import (
+    ConnectionClosed,
+    HandshakeRejected,
+    Message,
+    WebSocket,
+    WebSocketMiddleware,
+    WebSocketWSGIApplication,
+)
 
 #: What handlers observed, for tests to assert on: (event, path, details).
 events: queue.Queue[tuple[str, str, Any]] = queue.Queue()

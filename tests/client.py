@@ -16,7 +16,15 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.protocol import Protocol, Side
 
 
-def handshake_request(host: str, port: int, path: str, headers: dict[str, str] | None = None, *, method: str = "GET", version: str = "HTTP/1.1") -> bytes:
+def handshake_request(
+    host: str,
+    port: int,
+    path: str,
+    headers: dict[str, str] | None = None,
+    *,
+    method: str = "GET",
+    version: str = "HTTP/1.1",
+) -> bytes:
     fields = {
         "Host": f"{host}:{port}",
         "Upgrade": "websocket",
@@ -72,7 +80,9 @@ class RawClient:
             self.protocol.receive_data(rest)
         return status
 
-    def send_frame(self, opcode: Opcode, data: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False) -> None:
+    def send_frame(
+        self, opcode: Opcode, data: bytes, *, fin: bool = True, mask: bool = True, rsv1: bool = False
+    ) -> None:
         self.send(Frame(opcode, data, fin, rsv1).serialize(mask=mask))
 
     def recv_frame(self, timeout: float = 10.0) -> Frame | None:

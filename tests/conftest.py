@@ -42,7 +42,9 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TLSFiles:
 
 
 def _params() -> list[pytest.param]:  # type: ignore[valid-type]
-    return [pytest.param((name, transport), id=f"{name}-{transport}") for name in SERVERS for transport in ("ws", "wss")]
+    return [
+        pytest.param((name, transport), id=f"{name}-{transport}") for name in SERVERS for transport in ("ws", "wss")
+    ]
 
 
 @pytest.fixture(scope="module", params=_params())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import struct
 import threading
 import time
@@ -133,7 +132,9 @@ def test_frame_sent_with_the_handshake_is_delivered(server: RunningServer) -> No
 
     peer = raw(server)
     try:
-        frames = Frame(Opcode.TEXT, b"early bird").serialize(mask=True) + Frame(Opcode.BINARY, b"\x07").serialize(mask=True)
+        frames = Frame(Opcode.TEXT, b"early bird").serialize(mask=True) + Frame(Opcode.BINARY, b"\x07").serialize(
+            mask=True
+        )
         assert peer.upgrade("/echo", extra=frames) == 101
         first, second = peer.recv_frame(), peer.recv_frame()
         assert first is not None and (first.opcode, first.data) == (Opcode.TEXT, b"early bird")
@@ -335,7 +336,9 @@ def test_bad_handshake_gets_a_clear_status(
     peer = raw(server)
     try:
         extra = {"Content-Length": "0"} if method == "POST" else {}
-        peer.send(handshake_request(server.host, server.port, "/echo", {**headers, **extra}, method=method, version=version))  # type: ignore[dict-item]
+        peer.send(
+            handshake_request(server.host, server.port, "/echo", {**headers, **extra}, method=method, version=version)
+        )  # type: ignore[dict-item]
         got, response_headers, body = peer.read_response_head()
         assert got == status
         if status == 426:

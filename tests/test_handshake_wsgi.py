@@ -110,13 +110,19 @@ def test_authorize_hook() -> None:
 
 
 def test_authorize_returning_false_is_403_and_a_crashing_hook_fails_closed() -> None:
-    refuse = TestApp(WebSocketMiddleware(plain, {"/ws": WebSocket}, authorize=lambda environ: False), lint=False, extra_environ=HTTP11)
+    refuse = TestApp(
+        WebSocketMiddleware(plain, {"/ws": WebSocket}, authorize=lambda environ: False),
+        lint=False,
+        extra_environ=HTTP11,
+    )
     assert refuse.get("/ws", headers=GOOD, expect_errors=True).status_int == 403
 
     def crash(environ: dict[str, Any]) -> bool:
         raise RuntimeError("bug in the application's hook")
 
-    crashing = TestApp(WebSocketMiddleware(plain, {"/ws": WebSocket}, authorize=crash), lint=False, extra_environ=HTTP11)
+    crashing = TestApp(
+        WebSocketMiddleware(plain, {"/ws": WebSocket}, authorize=crash), lint=False, extra_environ=HTTP11
+    )
     assert crashing.get("/ws", headers=GOOD, expect_errors=True).status_int == 403
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -123,7 +124,10 @@ def test_connect_close_cycles_return_fds_and_threads_to_baseline() -> None:
 def test_blocked_callback_hands_the_loop_over_and_its_thread_ends() -> None:
     manager = ThreadedManager(name="handoff")
     with serve(apps.make_app(), manager=manager) as running:
-        with connect(running.ws_url("/echo"), open_timeout=10) as sleeper, connect(running.ws_url("/echo"), open_timeout=10) as other:
+        with (
+            connect(running.ws_url("/echo"), open_timeout=10) as sleeper,
+            connect(running.ws_url("/echo"), open_timeout=10) as other,
+        ):
             sleeper.send("block:1")
             assert sleeper.recv(timeout=10) == "blocking"
             other.send("meanwhile")
@@ -133,7 +137,10 @@ def test_blocked_callback_hands_the_loop_over_and_its_thread_ends() -> None:
             assert len(loop_threads) == 2
             assert sleeper.recv(timeout=10) == "unblocked"
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and len([t for t in threading.enumerate() if t.name.startswith("handoff-io")]) > 1:
+        while (
+            time.monotonic() < deadline
+            and len([t for t in threading.enumerate() if t.name.startswith("handoff-io")]) > 1
+        ):
             time.sleep(0.05)
         assert len([t for t in threading.enumerate() if t.name.startswith("handoff-io")]) == 1
 
@@ -142,16 +149,17 @@ def test_server_manager_stats_and_broadcast() -> None:
     with serve(apps.make_app()) as running:
         manager = running.manager
         assert manager is not None
-        with connect(running.ws_url("/record"), open_timeout=10) as a, connect(running.ws_url("/record"), open_timeout=10) as b:
+        with (
+            connect(running.ws_url("/record"), open_timeout=10) as a,
+            connect(running.ws_url("/record"), open_timeout=10) as b,
+        ):
             apps.wait_event("opened", "/record")
             apps.wait_event("opened", "/record")
             assert manager.broadcast("to everyone", exclude=manager.websockets[:1]) == 1
             received = []
             for ws in (a, b):
-                try:
+                with contextlib.suppress(TimeoutError):
                     received.append(ws.recv(timeout=0.5))
-                except TimeoutError:
-                    pass
             assert received == ["to everyone"]
             assert manager.stats()["connections"] == 2
             assert manager.broadcast(b"binary") == 2

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -77,5 +77,3 @@ def serve(name: str, app: Any, tls: TLSFiles | None = None) -> AbstractContextMa
     module = importlib.import_module(f"tests.servers.{name}")
     cm: AbstractContextManager[RunningServer] = module.serve(app, tls)
     return cm
-
-
