@@ -34,5 +34,9 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
+docs: setup
+	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
+	@echo "docs: docs/_build/html/index.html"
+
 clean:
 	rm -rf .venv docs/_build .pytest_cache .mypy_cache .ruff_cache

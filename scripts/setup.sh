@@ -23,13 +23,13 @@ stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   echo "setup: installing the package and its extras into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[cherrypy,gevent,gunicorn,redis,test,docs]" playwright
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[cherrypy,gevent,gunicorn,redis,test,docs]"
   touch "$stamp"
 fi
 
 if [ "$want_system" = 1 ]; then
   missing=()
-  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-dejavu-core)
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if [ ${#missing[@]} -gt 0 ]; then
     sudo=""

@@ -22,6 +22,7 @@ from examples.chat import make_app
 from examples.chat.protocol import MAX_FRAME, MAX_NICK, MAX_TEXT, ChatError, Hello, Join, ListRooms, Say, parse
 from examples.chat.server import RATE_BURST, STATIC_DIR, TRANSPORT_MAX_MESSAGE
 from tests.servers import RunningServer, available, serve
+from ws4py_integrations import ThreadedManager, WebSocketError
 
 TIMEOUT = 10.0
 # How long "nothing arrives" is watched for.
@@ -305,6 +306,8 @@ def test_malformed_messages_never_disturb_other_users(connect: Callable[[], Clie
     while opcode != websocket.ABNF.OPCODE_CLOSE:
         opcode, frame = mallory.ws.recv_data_frame(control_frame=True)
     assert int.from_bytes(frame.data[:2], "big") == 1009
+    # As a browser does once the server has closed its side.
+    mallory.ws.shutdown()  # type: ignore[no-untyped-call]
     for client in (alice, bob):
         leave = client.expect("presence")
         assert (leave["nick"], leave["event"]) == ("mallory", "leave")
@@ -330,6 +333,41 @@ def test_flood_is_throttled_for_the_flooder_only(connect: Callable[[], Client]) 
     assert set(notices) == {"rate_limited"} and len(notices) <= 1 + (len(spam) - (RATE_BURST - 2))
     alice.send({"type": "say", "room": "main", "text": "I can still talk"})
     assert alice.expect("message")["text"] == "I can still talk"
+
+
+class FlakyBrokerManager(ThreadedManager):
+    """A manager whose cross-process delivery fails after the local one, as a broker's can."""
+
+    failing = False
+
+    def publish(self, room: str, data: Any, exclude: Any = ()) -> int:
+        count = super().publish(room, data, exclude)
+        if self.failing:
+            raise WebSocketError("broker unreachable")
+        return count
+
+
+def test_a_failing_broker_is_reported_to_the_sender() -> None:
+    manager = FlakyBrokerManager(name="chat-flaky")
+    try:
+        with serve("wsgiref", make_app(manager=manager)) as server, ExitStack() as stack:
+            alice, bob = Client(server.ws_url("/ws")), Client(server.ws_url("/ws"))
+            stack.callback(alice.close)
+            stack.callback(bob.close)
+            for client, nick in ((alice, "alice"), (bob, "bob")):
+                client.hello(nick)
+                client.join("main")
+            alice.quiet()
+            manager.failing = True
+            alice.send({"type": "say", "room": "main", "text": "anyone?"})
+            # Delivered in this process all the same, and the sender is told.
+            assert bob.expect("message")["text"] == alice.expect("message")["text"] == "anyone?"
+            assert alice.expect("error")["code"] == "delivery_failed"
+            manager.failing = False
+            bob.send({"type": "say", "room": "main", "text": "still connected"})
+            assert alice.expect("message")["text"] == "still connected"
+    finally:
+        manager.stop(timeout=5)
 
 
 # -- the page ----------------------------------------------------------------------------

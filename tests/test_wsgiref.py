@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 import wsgiref.util
+from contextlib import ExitStack
 from typing import Any
 from wsgiref.simple_server import make_server as stock_make_server
 
@@ -60,24 +61,20 @@ def test_no_process_wide_patching() -> None:
 
 
 def test_stopping_the_server_sends_1001_to_every_connection() -> None:
-    with serve(apps.make_app()) as running:
-        clients = [connect(running.ws_url("/record"), open_timeout=10) for _ in range(5)]
-        try:
-            for _ in clients:
-                apps.wait_event("opened", "/record")
-            started = time.monotonic()
-            running.stop()
-            assert time.monotonic() - started < 10
-            for ws in clients:
-                with pytest.raises(ConnectionClosed) as info:
-                    ws.recv(timeout=10)
-                assert info.value.rcvd is not None and info.value.rcvd.code == 1001
-            # Every handler heard about it before stop() returned.
-            codes = [apps.wait_event("closed", "/record", timeout=0.5)[0] for _ in clients]
-            assert codes == [1001] * 5
-        finally:
-            for ws in clients:
-                ws.close()
+    with serve(apps.make_app()) as running, ExitStack() as stack:
+        clients = [stack.enter_context(connect(running.ws_url("/record"), open_timeout=10)) for _ in range(5)]
+        for _ in clients:
+            apps.wait_event("opened", "/record")
+        started = time.monotonic()
+        running.stop()
+        assert time.monotonic() - started < 10
+        for ws in clients:
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=10)
+            assert info.value.rcvd is not None and info.value.rcvd.code == 1001
+        # Every handler heard about it before stop() returned.
+        codes = [apps.wait_event("closed", "/record", timeout=0.5)[0] for _ in clients]
+        assert codes == [1001] * 5
 
 
 def _fds() -> int:

@@ -23,8 +23,9 @@ def make_manager(args: argparse.Namespace) -> Manager | None:
     """The manager the chat's rooms run on; ``None`` lets the server adapter provide one.
 
     The hook for ``--redis URL``: return a manager whose ``publish`` reaches
-    the same rooms in every process, and several chat processes behind one
-    load balancer share their rooms. The chat's room logic needs no change.
+    the same rooms in every process (a manager with a cross-process broker),
+    and several chat processes behind one load balancer share their rooms.
+    The chat's room logic needs no change.
     """
     return None
 

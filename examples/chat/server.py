@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ws4py_integrations import ConnectionClosed, Manager, Message, WebSocket, WebSocketMiddleware
+from ws4py_integrations import ConnectionClosed, Manager, Message, WebSocket, WebSocketError, WebSocketMiddleware
 from ws4py_integrations.middleware import StartResponse, WSGIApp
 
 from .protocol import (
@@ -244,7 +244,7 @@ class ChatWebSocket(WebSocket):
             self.manager.join(self, ROOM_PREFIX + room)
             self.joined.add(room)
             self.send_joined(room)
-            self.manager.publish(ROOM_PREFIX + room, self.presence(room, "join"))
+            self._publish(ROOM_PREFIX + room, self.presence(room, "join"))
         self.publish_directory()
 
     def leave_room(self, room: str) -> None:
@@ -263,13 +263,13 @@ class ChatWebSocket(WebSocket):
                 raise ChatError("not_in_room", f"join #{room} before writing to it")
             message = self.chat.record(room, self.nick, text)
             # The sender gets its own message back too: that is its delivery receipt.
-            self.manager.publish(ROOM_PREFIX + room, _dump(message))
+            self._publish(ROOM_PREFIX + room, _dump(message))
 
     # -- helpers -----------------------------------------------------------------
 
     def _leave(self, room: str) -> None:
         self.manager.leave(self, ROOM_PREFIX + room)
-        self.manager.publish(ROOM_PREFIX + room, self.presence(room, "leave"), exclude=[self])
+        self._publish(ROOM_PREFIX + room, self.presence(room, "leave"), exclude=[self])
 
     def presence(self, room: str, event: str) -> str:
         return _dump({"type": "presence", "room": room, "nick": self.nick, "event": event, "ts": time.time()})
@@ -283,16 +283,26 @@ class ChatWebSocket(WebSocket):
 
     def directory(self) -> list[dict[str, Any]]:
         """Open rooms (in this process) with their member counts, biggest first."""
-        rooms = [
-            {"name": name[len(ROOM_PREFIX) :], "members": count}
+        counts = [
+            (name[len(ROOM_PREFIX) :], count)
             for name, count in self.manager.rooms().items()
             if name.startswith(ROOM_PREFIX)
         ]
-        rooms.sort(key=lambda r: (-r["members"], r["name"]))
-        return rooms
+        counts.sort(key=lambda item: (-item[1], item[0]))
+        return [{"name": name, "members": count} for name, count in counts]
 
     def publish_directory(self) -> None:
-        self.manager.publish(DIRECTORY, _dump({"type": "rooms", "rooms": self.directory()}))
+        self._publish(DIRECTORY, _dump({"type": "rooms", "rooms": self.directory()}))
+
+    def _publish(self, room: str, data: str, exclude: Iterable[WebSocket] = ()) -> None:
+        """``manager.publish``, telling the sender if a cross-process broker failed."""
+        try:
+            self.manager.publish(room, data, exclude=exclude)
+        except WebSocketError as exc:
+            # A broker that cannot reach its server raises after delivering
+            # here: this process's members have it, other processes may not.
+            logger.warning("publish to %s reached this process only: %s", room, exc)
+            self.send_error(ChatError("delivery_failed", "your message may not have reached everyone"))
 
     def send_json(self, obj: dict[str, Any]) -> None:
         # The user may have left meanwhile; closed() cleans up.

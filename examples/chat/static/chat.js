@@ -25,6 +25,7 @@
     countdownTimer: null,
     wantedNick: null, // what the user typed; sent again after every reconnect
     nick: null, // what the server accepted on this connection
+    resumeTries: 0, // hellos refused because our previous connection still holds the name
     rooms: new Map(), // name -> {logEl, members: Set, seen: Set, unread, lost}
     active: null,
     focusOnJoin: null,
@@ -105,6 +106,8 @@
 
     ready(msg) {
       state.nick = msg.nick;
+      state.resumeTries = 0;
+      setStatus("connected", "connected");
       state.wantedNick = msg.nick;
       try {
         localStorage.setItem("chat.nick", msg.nick);
@@ -173,6 +176,16 @@
     },
 
     error(msg) {
+      if (msg.code === "nick_taken" && state.rooms.size && state.resumeTries < 12) {
+        // Coming back after a dropped connection the server has not noticed
+        // yet: the name frees itself when the keepalive gives up on the old one.
+        state.resumeTries += 1;
+        setStatus("connecting", "waiting for the previous session to end…");
+        setTimeout(() => {
+          if (state.wantedNick && !state.nick) send({ type: "hello", nick: state.wantedNick });
+        }, 5000);
+        return;
+      }
       if (!state.nick && ["bad_nick", "nick_taken", "already_named"].includes(msg.code)) {
         // A nickname refused (also after a reconnect): ask again.
         state.wantedNick = null;
