@@ -1,0 +1,41 @@
+"""Run an example on CherryPy: the WSGI app grafted on ``cherrypy.tree``, served by
+CherryPy's own server (cheroot) with ``ws4py_integrations.cherrypy.WebSocketPlugin``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import cherrypy
+
+from ws4py_integrations.cherrypy import WebSocketPlugin
+
+from . import Ready, wait_for_stop_signal
+
+
+def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, ready: Ready | None = None) -> None:
+    cherrypy.tree.graft(app, "")
+    cherrypy.config.update(
+        {
+            "server.socket_host": host,
+            "server.socket_port": port,
+            "server.thread_pool": 10,
+            "engine.autoreload.on": False,
+            "log.screen": False,
+        }
+    )
+    # CherryPy's own log follows the level the example was given (--log-level).
+    cherrypy.log.error_log.setLevel(logging.getLogger().getEffectiveLevel())
+    if tls is not None:
+        cherrypy.server.ssl_module = "builtin"
+        cherrypy.server.ssl_certificate, cherrypy.server.ssl_private_key = tls
+    WebSocketPlugin(cherrypy.engine).subscribe()
+    cherrypy.engine.start()
+    try:
+        if ready is not None:
+            bound_host, bound_port = cherrypy.server.bound_addr
+            ready((str(bound_host), int(bound_port)))
+        wait_for_stop_signal()
+    finally:
+        # stop: every WebSocket gets 1001, then the HTTP server stops.
+        cherrypy.engine.exit()

@@ -1,0 +1,196 @@
+"""WebSocket on cheroot, the HTTP server of CherryPy (no CherryPy needed here).
+
+cheroot calls its WSGI application through a *gateway* class, chosen per
+server (``server.gateway``). :func:`websocket_gateway` derives a gateway that
+publishes the adapter contract (:data:`~ws4py_integrations.CONNECTION_KEY`)
+in the environ; :func:`install_gateway` puts it on a server, and
+:class:`WSGIServer` is a :class:`cheroot.wsgi.Server` with it installed.
+
+Detaching a request uses cheroot's own per-request and per-connection flags,
+nothing process-wide:
+
+- ``req.close_connection = True``: the connection is not kept alive, so cheroot
+  never re-selects or reads it again;
+- ``conn.linger = True``: cheroot's ``HTTPConnection.close()`` leaves the socket
+  alone (it only closes its reader);
+- ``req.sent_headers = True``: cheroot believes the response has started and
+  writes neither a response nor an error page;
+- the connection's reader and writer are closed, so cheroot's shutdown, which
+  only touches connections whose reader is open, never shuts the socket down.
+
+The bytes cheroot's reader had buffered past the request head are handed over
+with the socket, and the socket loses cheroot's timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+import cheroot.server
+import cheroot.wsgi
+
+from ..manager import Manager, ThreadedManager
+from ..middleware import CONNECTION_KEY, WSGIApp
+
+__all__ = ["WSGIServer", "WebSocketGatewayMixin", "install_gateway", "websocket_gateway"]
+
+logger = logging.getLogger("ws4py_integrations.cherrypy")
+
+#: A manager, a callable returning the manager to use now, or ``None``.
+ManagerSource = Manager | Callable[[], Manager | None] | None
+
+
+def _discard(chunk: bytes) -> None:
+    """The WSGI ``write`` of a detached request: the bytes go nowhere."""
+
+
+class _Connection:
+    """The adapter contract for one cheroot request."""
+
+    def __init__(self, req: cheroot.server.HTTPRequest, manager_source: Callable[[], Manager | None]) -> None:
+        self._req = req
+        self._manager_source = manager_source
+        self.detached = False
+
+    @property
+    def manager(self) -> Manager | None:
+        # Looked up when the application upgrades: plain requests never
+        # touch it, and an upgrade gets the manager current at that moment.
+        return self._manager_source()
+
+    def detach(self) -> tuple[socket.socket, bytes]:
+        if self.detached:
+            raise RuntimeError("this connection was already detached")
+        req = self._req
+        conn = req.conn
+        sock: socket.socket = conn.socket
+        self.detached = True
+        # cheroot: do not keep the connection alive, do not close the socket,
+        # do not write a response or an error page for this request.
+        req.close_connection = True
+        req.sent_headers = True
+        conn.linger = True
+        rfile = conn.rfile
+        # What the reader buffered past the request head, without touching
+        # the socket: bytes still in the kernel or in the TLS object are read
+        # by the manager (which drains a TLS socket's pending bytes itself).
+        buffered = b""
+        has_data = getattr(rfile, "has_data", None)
+        if has_data is not None:
+            if has_data():
+                buffered = bytes(rfile.peek(0))
+        else:
+            # Not cheroot's reader: a non-blocking peek returns its buffer
+            # without waiting for more.
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                buffered = bytes(rfile.peek(1))
+        # Closing the file objects leaves the socket open (they do not own it)
+        # and tells cheroot's shutdown that this connection is none of its business.
+        for stream in (rfile, conn.wfile):
+            with contextlib.suppress(Exception):
+                stream.close()
+        # cheroot's read timeout must not apply to a long-lived WebSocket.
+        sock.settimeout(None)
+        return sock, buffered
+
+
+class WebSocketGatewayMixin:
+    """Adds the adapter contract to a :class:`cheroot.wsgi.Gateway` subclass.
+
+    Use :func:`websocket_gateway` to build a gateway class from it.
+    """
+
+    req: cheroot.server.HTTPRequest
+    _ws_base: type[cheroot.wsgi.Gateway]
+    _ws_manager: ManagerSource = None
+    _ws_connection: _Connection | None = None
+
+    def get_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environ()  # type: ignore[misc]
+        # Only sockets the manager can run: plain sockets and ``ssl`` sockets
+        # (cheroot's "builtin" TLS adapter), not pyOpenSSL connections. Without
+        # the key, an upgrade is refused with 501 and a clear log message.
+        if isinstance(self.req.conn.socket, socket.socket):
+            self._ws_connection = _Connection(self.req, self._current_manager)
+            environ[CONNECTION_KEY] = self._ws_connection
+        return environ
+
+    def _current_manager(self) -> Manager | None:
+        source = type(self)._ws_manager
+        if source is None or isinstance(source, Manager):
+            return source
+        return source()
+
+    @property
+    def detached(self) -> bool:
+        """Whether the application took this request's connection."""
+        return self._ws_connection is not None and self._ws_connection.detached
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], None]:
+        if self.detached:
+            # The application wrote the 101 itself; its response is ignored.
+            return _discard
+        result: Callable[[bytes], None] = super().start_response(status, headers, exc_info)  # type: ignore[misc]
+        return result
+
+    def write(self, chunk: bytes) -> None:
+        if self.detached:
+            return
+        super().write(chunk)  # type: ignore[misc]
+
+
+def websocket_gateway(
+    base: type[cheroot.wsgi.Gateway] = cheroot.wsgi.Gateway_10, manager: ManagerSource = None
+) -> type[cheroot.wsgi.Gateway]:
+    """A subclass of the cheroot gateway ``base`` that publishes the adapter contract.
+
+    ``manager`` is the :class:`~ws4py_integrations.Manager` offered to the
+    application, or a callable returning it at each request (``None``: the
+    application's own or the process default).
+    """
+    if issubclass(base, WebSocketGatewayMixin):
+        base = base._ws_base
+    if not (isinstance(base, type) and issubclass(base, cheroot.wsgi.Gateway)):
+        raise TypeError(f"base must be a cheroot.wsgi.Gateway subclass, not {base!r}")
+    namespace = {"_ws_base": base, "_ws_manager": manager, "__module__": __name__}
+    gateway: type[cheroot.wsgi.Gateway] = type(f"WebSocket{base.__name__}", (WebSocketGatewayMixin, base), namespace)
+    return gateway
+
+
+def install_gateway(server: cheroot.server.HTTPServer, manager: ManagerSource = None) -> None:
+    """Make the cheroot WSGI ``server`` WebSocket-capable (before or after it starts).
+
+    Replaces ``server.gateway`` with :func:`websocket_gateway` of it; calling
+    it again only changes the manager.
+    """
+    server.gateway = websocket_gateway(server.gateway, manager)
+
+
+class WSGIServer(cheroot.wsgi.Server):
+    """A :class:`cheroot.wsgi.Server` whose applications can upgrade to WebSocket.
+
+    It owns a manager (``manager`` or a new :class:`ThreadedManager`);
+    :meth:`stop` closes every WebSocket with 1001, stops the manager and then
+    the HTTP server. Other arguments are those of :class:`cheroot.wsgi.Server`.
+    """
+
+    def __init__(
+        self, bind_addr: Any, wsgi_app: WSGIApp, *args: Any, manager: Manager | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(bind_addr, wsgi_app, *args, **kwargs)
+        self.manager: Manager = manager if manager is not None else ThreadedManager(name="ws4py-cheroot")
+        install_gateway(self, self.manager)
+
+    def stop(self) -> None:
+        try:
+            self.manager.stop()
+        finally:
+            super().stop()
