@@ -320,6 +320,12 @@ class Connection:
                 logger.debug("send failed on %s: %s", self.peer_address, exc)
                 self.abort()
                 return
+            if not sent:
+                # Nothing taken: gevent's non-blocking SSLSocket.send() returns 0
+                # where the standard library raises SSLWantWriteError.
+                self._head_tried = True
+                self.backend.want_write(self)
+                return
             self._head_tried = False
             self.bytes_out += sent
             self.out_size -= sent

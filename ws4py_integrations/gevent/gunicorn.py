@@ -1,0 +1,57 @@
+"""A gunicorn worker: ``gunicorn -k ws4py_integrations.gevent.GunicornWorker app:app``.
+
+gunicorn's pywsgi gevent worker (the process is monkey-patched, so handlers
+run on greenlets) with :class:`~ws4py_integrations.gevent.WebSocketHandler`.
+One :class:`~ws4py_integrations.gevent.GeventManager` per worker process runs
+the WebSockets of every listener.
+
+Graceful shutdown (SIGTERM, or the arbiter stopping or replacing the worker):
+every WebSocket is closed with 1001 at once, new upgrades are refused with
+1001, and the worker exits when the closing handshakes are done (each within
+its ``close_timeout``; gunicorn's ``graceful_timeout`` still bounds the
+whole). A WebSocket holds one of the ``worker_connections`` while open.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import gevent
+from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
+
+from .manager import GeventManager
+from .server import WebSocketHandler, WSGIServer
+
+__all__ = ["GunicornHandler", "GunicornWorker"]
+
+
+class GunicornHandler(WebSocketHandler, PyWSGIHandler):  # type: ignore[misc]
+    """gunicorn's pywsgi handler (access log, ``gunicorn.sock``) with the WebSocket contract."""
+
+
+class _GunicornServer(WSGIServer, PyWSGIServer):  # type: ignore[misc]
+    pass
+
+
+class GunicornWorker(GeventPyWSGIWorker):  # type: ignore[misc]
+    """gunicorn's ``gevent_pywsgi`` worker, able to upgrade requests to WebSockets."""
+
+    wsgi_handler = GunicornHandler
+    #: The manager of this worker process's WebSockets (created after the fork).
+    ws4py_manager: GeventManager | None = None
+
+    def patch(self) -> None:
+        # In the worker after the fork: monkey-patch first, then make the manager
+        # (its locks are then gevent's).
+        super().patch()
+        self.ws4py_manager = GeventManager(handlers="greenlets", name=f"ws4py-gunicorn-{self.pid}")
+        self.server_class = functools.partial(_GunicornServer, manager=self.ws4py_manager)
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # SIGTERM: graceful stop. Close the WebSockets now rather than after
+        # the next tick of gunicorn's one-second loop.
+        super().handle_exit(sig, frame)
+        manager = self.ws4py_manager
+        if manager is not None:
+            gevent.spawn(manager.stop)

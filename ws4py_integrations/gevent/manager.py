@@ -1,0 +1,398 @@
+"""The greenlet backend: a :class:`~ws4py_integrations.Manager` on a gevent hub.
+
+Readiness, timers and closing run on the hub of the thread that starts the
+manager (the server's). Per connection, a reader greenlet waits on an io
+watcher and calls :meth:`Connection.read`; a writer greenlet exists only
+while bytes wait for the socket. Sockets stay non-blocking: the engine never
+switches greenlets while it holds ``Connection.lock``.
+
+User callbacks (``opened``, ``received_message``...) run one at a time per
+connection and in order, as on :class:`~ws4py_integrations.ThreadedManager`:
+
+- ``handlers="greenlets"``: on a greenlet per connection. Right when the
+  process is monkey-patched: blocking calls in handlers yield to the hub.
+  Code that blocks without yielding (unpatched sockets or ``time.sleep``,
+  CPU-bound loops, C extensions doing I/O) stops *every* connection of the hub
+  while it runs.
+- ``handlers="threads"``: on a pool of OS threads (at most ``max_workers``),
+  so a handler that blocks delays only its own connection. Only for a process
+  whose ``threading`` module is not patched.
+- ``handlers="auto"`` (default): greenlets when the ``socket`` module is
+  monkey-patched, threads otherwise; the choice is logged once.
+
+``send``, ``broadcast``, ``close`` work from any greenlet or OS thread: work
+for the hub from another thread goes through ``loop.run_callback_threadsafe``.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import gevent
+import gevent.event
+import gevent.ssl
+from gevent import monkey
+
+from ..broker import Broker
+from ..connection import Connection
+from ..manager.base import Manager
+
+__all__ = ["GeventManager", "HandlerMode"]
+
+logger = logging.getLogger("ws4py_integrations.gevent")
+
+HandlerMode = Literal["auto", "greenlets", "threads"]
+
+# Callbacks one greenlet or worker runs for a connection before letting others run.
+_BATCH = 64
+_READ, _WRITE = 1, 2
+# The real thread id, even when ``_thread`` is monkey-patched (then get_ident is per greenlet).
+_real_get_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
+_logged_modes: set[str] = set()
+_logged_lock = threading.Lock()
+
+
+def _log_once(key: str, level: int, message: str, *args: Any) -> None:
+    with _logged_lock:
+        if key in _logged_modes:
+            return
+        _logged_modes.add(key)
+    logger.log(level, message, *args)
+
+
+class _Cancelled(Exception):
+    """Thrown into a reader or writer greenlet when its connection is closed."""
+
+
+class _Timer:
+    """A :class:`~ws4py_integrations.connection.TimerHandle` on the hub."""
+
+    __slots__ = ("cancelled", "func", "manager", "watcher")
+
+    def __init__(self, manager: GeventManager, func: Callable[[], Any]) -> None:
+        self.manager = manager
+        self.func = func
+        self.cancelled = False
+        self.watcher: Any = None
+
+    def cancel(self) -> None:
+        # From any thread: the flag is enough; on the hub thread, free the watcher now.
+        self.cancelled = True
+        watcher = self.watcher
+        if watcher is not None and self.manager._in_hub_thread():
+            self.watcher = None
+            watcher.stop()
+            watcher.close()
+
+
+class _Watch:
+    """Hub-side state of one connection (touched on the hub thread only, but ``released``)."""
+
+    __slots__ = ("read_watcher", "reader", "released", "released_event", "write_watcher", "writer")
+
+    def __init__(self) -> None:
+        self.reader: gevent.Greenlet[Any, Any] | None = None
+        self.writer: gevent.Greenlet[Any, Any] | None = None
+        self.read_watcher: Any = None
+        self.write_watcher: Any = None
+        # The socket is closed: the server may have the connection back.
+        self.released = False
+        self.released_event: gevent.event.Event | None = None
+
+
+class GeventManager(Manager):
+    """A manager whose I/O runs on a gevent hub (see the module documentation).
+
+    The manager belongs to the hub of the thread that starts it (the first
+    :meth:`add`, normally in a request greenlet of the server).
+    """
+
+    def __init__(
+        self,
+        *,
+        handlers: HandlerMode = "auto",
+        max_workers: int = 32,
+        name: str = "ws4py-gevent",
+        broker: Broker | None = None,
+    ) -> None:
+        if handlers not in ("auto", "greenlets", "threads"):
+            raise ValueError(f"handlers must be 'auto', 'greenlets' or 'threads', not {handlers!r}")
+        super().__init__(broker=broker)
+        self._requested_mode: HandlerMode = handlers
+        #: ``"greenlets"`` or ``"threads"`` once started.
+        self.handlers: str | None = None
+        self._max_workers = max_workers
+        self._name = name
+        self._hub: Any = None
+        self._loop: Any = None
+        self._hub_ident: int | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue_lock = threading.Lock()
+        self._watches: dict[Connection, _Watch] = {}
+        self._watches_lock = threading.Lock()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def _start_backend(self) -> None:
+        self._hub = gevent.get_hub()
+        self._loop = self._hub.loop
+        self._hub_ident = _real_get_ident()
+        self.handlers = self._resolve_mode()
+        if self.handlers == "threads":
+            self._pool = ThreadPoolExecutor(self._max_workers, thread_name_prefix=f"{self._name}-worker")
+
+    def _resolve_mode(self) -> str:
+        socket_patched = monkey.is_module_patched("socket")
+        threading_patched = monkey.is_module_patched("threading")
+        mode = self._requested_mode
+        if mode == "threads" and threading_patched:
+            raise ValueError(
+                "handlers='threads' needs real threads, but the threading module is monkey-patched; "
+                "use handlers='greenlets' (blocking calls in handlers yield to the hub)"
+            )
+        if mode == "auto":
+            mode = "greenlets" if socket_patched or threading_patched else "threads"
+            if mode == "threads":
+                _log_once(
+                    "auto-threads",
+                    logging.INFO,
+                    "gevent: the socket module is not monkey-patched, so WebSocket handlers run on up to %d "
+                    "OS threads (a blocking handler delays only its own connection); call "
+                    "gevent.monkey.patch_all() first to run them on greenlets",
+                    self._max_workers,
+                )
+        elif mode == "greenlets" and not socket_patched:
+            _log_once(
+                "unpatched-greenlets",
+                logging.WARNING,
+                "gevent: WebSocket handlers run on greenlets but the socket module is not monkey-patched: "
+                "a handler that blocks (time.sleep, an unpatched socket, a slow library call) stops every "
+                "connection of this hub while it blocks; call gevent.monkey.patch_all() first, or use "
+                "handlers='threads'",
+            )
+        return mode
+
+    def _stop_backend(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until every connection has finished (its ``closed()`` has run).
+
+        On the hub's thread this waits cooperatively (the hub keeps running
+        the connections that are closing); elsewhere it blocks the thread.
+        """
+        if not self._in_hub_thread():
+            return super().wait_closed(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.001
+        while not super().wait_closed(0):
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            gevent.sleep(delay)
+            delay = min(delay * 2, 0.02)
+        return True
+
+    # -- hub plumbing -----------------------------------------------------------------
+
+    def _in_hub_thread(self) -> bool:
+        return self._hub_ident is not None and _real_get_ident() == self._hub_ident
+
+    def _call_soon(self, func: Callable[..., Any], *args: Any) -> None:
+        """Run ``func(*args)`` in the hub (from any thread), after what is running now.
+
+        ``func`` runs in the hub greenlet itself: it must never block.
+        """
+        if self._in_hub_thread():
+            self._loop.run_callback(func, *args)
+        else:
+            self._loop.run_callback_threadsafe(func, *args)
+
+    def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
+        """Start a greenlet on the hub (from any thread)."""
+        if self._in_hub_thread():
+            gevent.spawn(func, *args)
+        else:
+            self._loop.run_callback_threadsafe(gevent.spawn, func, *args)
+
+    # -- Backend protocol -------------------------------------------------------------
+
+    def _watch(self, conn: Connection, buffered: bytes) -> None:
+        conn.sock.setblocking(False)
+        if isinstance(conn.sock, gevent.ssl.SSLSocket):
+            # gevent's SSLSocket is not a subclass of ssl.SSLSocket (unless patched):
+            # the engine must still drain the bytes TLS already decrypted.
+            conn.is_tls = True
+        with self._watches_lock:
+            self._watches[conn] = _Watch()
+        # Bytes the server already read go first, before anything the reader reads.
+        conn.start(buffered)
+        self._spawn(self._read_loop, conn)
+
+    def _read_loop(self, conn: Connection) -> None:
+        with self._watches_lock:
+            watch = self._watches.get(conn)
+        if watch is None or conn.finalized:
+            return
+        watch.reader = gevent.getcurrent()
+        watcher = watch.read_watcher = self._loop.io(conn.sock.fileno(), _READ)
+        try:
+            # Read first: TLS may already hold decrypted bytes the socket will not signal.
+            while conn.read():
+                self._hub.wait(watcher)
+        except (_Cancelled, gevent.GreenletExit):
+            pass
+        except Exception:
+            logger.exception("reader of %s failed; dropping the connection", conn.peer_address)
+            conn.abort()
+        finally:
+            watch.reader = None
+
+    def want_write(self, conn: Connection) -> None:
+        # Called with conn.lock held, from any thread.
+        if conn.write_watched or conn.finalized:
+            return
+        conn.write_watched = True
+        self._spawn(self._write_loop, conn)
+
+    def _write_loop(self, conn: Connection) -> None:
+        with self._watches_lock:
+            watch = self._watches.get(conn)
+        if watch is None or conn.finalized:
+            return
+        watch.writer = gevent.getcurrent()
+        if watch.write_watcher is None:
+            watch.write_watcher = self._loop.io(conn.sock.fileno(), _WRITE)
+        watcher = watch.write_watcher
+        try:
+            while True:
+                self._hub.wait(watcher)
+                with conn.lock:
+                    if conn.on_writable():
+                        continue
+                    if not conn.finalized:
+                        conn.write_watched = False
+                    return
+        except (_Cancelled, gevent.GreenletExit):
+            pass
+        except Exception:
+            logger.exception("writer of %s failed; dropping the connection", conn.peer_address)
+            conn.abort()
+        finally:
+            watch.writer = None
+
+    def _unwatch(self, conn: Connection) -> None:
+        # From any thread, possibly deep inside the engine: close later, on the hub.
+        self._call_soon(self._close, conn)
+
+    def _close(self, conn: Connection) -> None:
+        # In the hub greenlet. Stop the greenlets waiting on this fd before closing it.
+        with self._watches_lock:
+            watch = self._watches.pop(conn, None)
+        if watch is None:
+            self._close_socket(conn, None)
+            return
+        watchers = [w for w in (watch.read_watcher, watch.write_watcher) if w is not None]
+        self._hub.cancel_waits_close_and_then(watchers, _Cancelled, self._close_socket, conn, watch)
+
+    def _close_socket(self, conn: Connection, watch: _Watch | None) -> None:
+        try:
+            with conn.lock:
+                conn.sock.close()
+        except OSError as exc:
+            logger.debug("closing the socket of %s: %s", conn.peer_address, exc)
+        if watch is not None:
+            watch.released = True
+            if watch.released_event is not None:
+                watch.released_event.set()
+
+    def wait_released(self, conn: Connection) -> None:
+        """Wait (in a greenlet of this manager's hub) until ``conn``'s socket is closed.
+
+        The gevent server adapter parks the request greenlet here, so the
+        server closes its socket only after the WebSocket is done with it.
+        """
+        with self._watches_lock:
+            watch = self._watches.get(conn)
+        if watch is None or watch.released:
+            return
+        if watch.released_event is None:
+            watch.released_event = gevent.event.Event()
+        watch.released_event.wait()
+
+    def call_later(self, delay: float, func: Callable[[], Any]) -> _Timer:
+        timer = _Timer(self, func)
+        if self._in_hub_thread():
+            self._start_timer(timer, delay)
+        else:
+            self._loop.run_callback_threadsafe(self._start_timer, timer, delay)
+        return timer
+
+    def _start_timer(self, timer: _Timer, delay: float) -> None:
+        if timer.cancelled:
+            return
+        watcher = timer.watcher = self._loop.timer(max(0.0, delay))
+        watcher.start(self._timer_fired, timer)
+
+    def _timer_fired(self, timer: _Timer) -> None:
+        # In the hub greenlet: the function itself runs on a greenlet of its own.
+        timer.watcher = None
+        if not timer.cancelled:
+            gevent.spawn(self._run_timer, timer)
+
+    @staticmethod
+    def _run_timer(timer: _Timer) -> None:
+        if timer.cancelled:
+            return
+        try:
+            timer.func()
+        except Exception:
+            logger.exception("timer callback failed")
+
+    def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
+        with self._queue_lock:
+            conn.callbacks.append((func, args))
+            if conn.callbacks_running:
+                return
+            conn.callbacks_running = True
+        self._submit(conn)
+
+    def _submit(self, conn: Connection) -> None:
+        pool = self._pool
+        if pool is None:
+            self._spawn(self._drain, conn)
+            return
+        try:
+            pool.submit(self._drain, conn)
+        except RuntimeError:
+            # The pool is shut down (manager stopped): run what is left here.
+            self._drain(conn, limit=None)
+
+    def _drain(self, conn: Connection, limit: int | None = _BATCH) -> None:
+        queue: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = conn.callbacks
+        done = 0
+        while True:
+            with self._queue_lock:
+                if not queue:
+                    conn.callbacks_running = False
+                    return
+                func, args = queue.popleft()
+            try:
+                func(*args)
+            except Exception:
+                logger.exception("internal callback failed")
+            done += 1
+            if limit is not None and done >= limit:
+                if self._pool is not None:
+                    # Give other connections a turn on this worker.
+                    self._submit(conn)
+                    return
+                # A greenlet: let the others run, then go on, still in order.
+                done = 0
+                gevent.sleep(0)

@@ -1,0 +1,178 @@
+"""The ``gevent.pywsgi`` side: a handler class that publishes the adapter contract.
+
+pywsgi ends every request by reading once more from the socket and closing
+it, and its ``StreamServer`` closes the socket when the handler returns. The
+handler therefore detaches the socket from pywsgi (no final read, no close,
+no response written) and keeps its request greenlet parked until the
+manager has closed the WebSocket: a WebSocket holds its slot in the server's
+pool (gunicorn's ``worker_connections``) for its whole life, as with
+gevent-websocket.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from typing import Any
+
+import gevent
+from gevent import pywsgi
+
+from ..manager import Manager
+from ..middleware import CONNECTION_KEY, WEBSOCKET_KEY
+from .manager import GeventManager
+
+__all__ = ["WSGIServer", "WebSocketHandler"]
+
+logger = logging.getLogger("ws4py_integrations.gevent")
+
+#: Attribute of a pywsgi server holding the manager of its WebSockets.
+MANAGER_ATTRIBUTE = "ws4py_manager"
+_manager_lock = threading.Lock()
+
+
+def server_manager(server: Any) -> Manager:
+    """The manager of ``server``'s WebSockets: ``server.ws4py_manager``, created on first use."""
+    manager: Manager | None = getattr(server, MANAGER_ATTRIBUTE, None)
+    if manager is None:
+        with _manager_lock:
+            manager = getattr(server, MANAGER_ATTRIBUTE, None)
+            if manager is None:
+                manager = GeventManager()
+                setattr(server, MANAGER_ATTRIBUTE, manager)
+    return manager
+
+
+class _DetachedInput:
+    """Stands for ``wsgi.input`` once detached: pywsgi must not read the body."""
+
+    def _discard(self) -> None:
+        pass
+
+
+class _Connection:
+    """The adapter contract for one pywsgi request."""
+
+    def __init__(self, handler: WebSocketHandler, manager: Manager) -> None:
+        self._handler = handler
+        self.manager: Manager | None = manager
+
+    def detach(self) -> tuple[socket.socket, bytes]:
+        handler = self._handler
+        sock: socket.socket = handler.socket
+        rfile = handler.rfile
+        handler.ws_detached = True
+        handler.close_connection = True
+        # pywsgi must neither read the request body, nor do its final recv, nor close.
+        handler.socket = None
+        handler.wsgi_input = _DetachedInput()
+        # Non-blocking, peek() returns what the reader buffered past the
+        # request head without waiting for more.
+        sock.setblocking(False)
+        try:
+            buffered = rfile.peek()
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            buffered = b""
+        # Drops the reader's reference to the socket (it does not close it).
+        rfile.close()
+        return sock, bytes(buffered)
+
+
+class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
+    """``gevent.pywsgi.WSGIHandler`` plus the ws4py_integrations adapter contract.
+
+    Use it as ``pywsgi.WSGIServer(address, app, handler_class=WebSocketHandler)``.
+    The server's WebSockets run on ``server.ws4py_manager`` (a
+    :class:`GeventManager` created on first use, or the one given to
+    :class:`WSGIServer`).
+    """
+
+    ws_detached = False
+
+    def get_environ(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environ()
+        environ[CONNECTION_KEY] = _Connection(self, server_manager(self.server))
+        return environ
+
+    def process_result(self) -> None:
+        if not self.ws_detached:
+            super().process_result()
+        # Detached: the middleware wrote the 101; the response is only for the log.
+
+    def handle_error(self, t: Any, v: Any, tb: Any) -> None:
+        if not self.ws_detached:
+            super().handle_error(t, v, tb)
+            return
+        # No error response can go on a connection that is not ours any more.
+        self._log_error(t, v, tb)
+        self.close_connection = True
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        finally:
+            if self.ws_detached:
+                self._park()
+
+    def _park(self) -> None:
+        """Keep this request greenlet until the WebSocket no longer needs the socket."""
+        environ = self.environ or {}
+        websocket = environ.get(WEBSOCKET_KEY)
+        if websocket is None:
+            return  # the upgrade failed; the middleware closed the socket
+        conn = websocket._connection
+        manager = websocket.manager
+        try:
+            if isinstance(manager, GeventManager) and manager._in_hub_thread():
+                manager.wait_released(conn)
+            else:
+                # Another kind of manager (or another hub's): poll until it is done.
+                while not conn.finalized:
+                    gevent.sleep(0.25)
+                gevent.sleep(0.25)
+        except BaseException:
+            # Killed (server stop timeout, worker exit): the server closes the
+            # socket after us, so drop the WebSocket first.
+            conn.abort()
+            raise
+
+
+class WSGIServer(pywsgi.WSGIServer):  # type: ignore[misc]
+    """``gevent.pywsgi.WSGIServer`` with :class:`WebSocketHandler` and a manager.
+
+    ``manager`` defaults to a new :class:`GeventManager`. :meth:`close` and
+    :meth:`stop` close every WebSocket with 1001 (``stop`` waits for the
+    closing handshakes, up to the largest ``close_timeout``). TLS takes
+    pywsgi's arguments (``keyfile``/``certfile`` or ``ssl_context``).
+    """
+
+    handler_class = WebSocketHandler
+
+    def __init__(
+        self, listener: Any, application: Any = None, *args: Any, manager: Manager | None = None, **kwargs: Any
+    ) -> None:
+        setattr(self, MANAGER_ATTRIBUTE, manager if manager is not None else GeventManager())
+        self._ws_stopper: gevent.Greenlet[Any, Any] | None = None
+        super().__init__(listener, application, *args, **kwargs)
+
+    @property
+    def manager(self) -> Manager:
+        """The manager running this server's WebSockets."""
+        manager: Manager = getattr(self, MANAGER_ATTRIBUTE)
+        return manager
+
+    def close(self) -> None:
+        """Stop accepting, and start closing every WebSocket with 1001 (in a greenlet)."""
+        super().close()
+        if self._ws_stopper is None:
+            self._ws_stopper = gevent.spawn(self.manager.stop)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting, close every WebSocket with 1001 and wait for them, then stop pywsgi."""
+        self.close()
+        stopper = self._ws_stopper
+        if stopper is not None and stopper is not gevent.getcurrent():
+            stopper.join()
+        super().stop(timeout)
