@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..broker import Broker, InProcessBroker
 from ..connection import Connection, TimerHandle, encode_frames
 
 if TYPE_CHECKING:
@@ -33,9 +34,15 @@ class Manager(abc.ABC):
 
     Use :class:`~ws4py_integrations.manager.ThreadedManager` (selectors and
     worker threads) or, under gevent, ``ws4py_integrations.gevent.GeventManager``.
+
+    ``broker`` carries :meth:`publish` and :meth:`broadcast`: by default an
+    :class:`~ws4py_integrations.broker.InProcessBroker` (this process only);
+    a :class:`~ws4py_integrations.redis_broker.RedisBroker` reaches the same
+    rooms in every process subscribed to the same Redis.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, broker: Broker | None = None) -> None:
+        self._broker: Broker = broker if broker is not None else InProcessBroker()
         self._registry: dict[Connection, None] = {}
         self._registry_lock = threading.Lock()
         self._registry_empty = threading.Condition(self._registry_lock)
@@ -45,6 +52,22 @@ class Manager(abc.ABC):
         self._gone = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
         self._accepted = 0
         self._rooms: dict[str, dict[Connection, None]] = {}
+
+    @property
+    def broker(self) -> Broker:
+        """What :meth:`publish` and :meth:`broadcast` go through (see :mod:`ws4py_integrations.broker`).
+
+        Settable until the manager starts (for a manager made by someone
+        else, e.g. a gunicorn worker's in its ``post_worker_init`` hook).
+        """
+        return self._broker
+
+    @broker.setter
+    def broker(self, broker: Broker) -> None:
+        with self._registry_lock:
+            if self._started or self._stopped:
+                raise RuntimeError("the broker of a started manager cannot change")
+            self._broker = broker
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -57,6 +80,7 @@ class Manager(abc.ABC):
                 raise RuntimeError("this manager was stopped; create a new one")
             self._started = True
         self._start_backend()
+        self.broker.attach(self)
 
     def stop(self, timeout: float | None = None) -> None:
         """Close every connection with 1001, wait for them (``timeout`` seconds,
@@ -69,6 +93,7 @@ class Manager(abc.ABC):
             if timeout is None:
                 timeout = max((c.options.close_timeout for c in self._registry), default=0.0)
         if not started:
+            self.broker.close()
             return
         self.close_all(1001, "server shutting down")
         if not self.wait_closed(timeout):
@@ -76,6 +101,8 @@ class Manager(abc.ABC):
                 conn.abort()
             self.wait_closed(2.0)
         self._stop_backend()
+        # After every closed() callback ran: their publishes still went out.
+        self.broker.close()
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until every connection has finished (its ``closed()`` has run)."""
@@ -136,12 +163,14 @@ class Manager(abc.ABC):
         return True
 
     def broadcast(self, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
-        """Send one message to every open connection but ``exclude``; returns how many got it.
+        """Send one message to every open connection but ``exclude``, through the broker
+        (with a cross-process broker: every connection of every process).
 
-        The frame is encoded once and shared by every connection that did not
-        negotiate compression (compressed streams have per-connection state).
+        Returns how many connections of this process got it. The frame is
+        encoded once and shared by every connection that did not negotiate
+        compression (compressed streams have per-connection state).
         """
-        return self._send_to(self._snapshot(), data, exclude)
+        return self.broker.publish(None, data, exclude)
 
     # -- rooms ----------------------------------------------------------------------
 
@@ -168,21 +197,45 @@ class Manager(abc.ABC):
         conn.rooms.discard(room)
 
     def publish(self, room: str, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
-        """Send one message to the members of ``room`` in this process; returns how many got it."""
+        """Send one message to the members of ``room`` but ``exclude``, through the broker
+        (with a cross-process broker: the members in every process).
+
+        Returns how many connections of this process got it. A broker that
+        cannot reach other processes raises
+        :class:`~ws4py_integrations.broker.BrokerError` (members in this
+        process have the message by then) or logs it, as configured.
+        """
+        return self.broker.publish(room, data, exclude)
+
+    def deliver(self, room: str | None, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
+        """Send one message to this process's members of ``room`` (``None``: every
+        connection) but ``exclude``; returns how many got it.
+
+        What brokers call: it never goes through the broker. The frame is
+        encoded once for all of them.
+        """
+        if room is None:
+            return self._send_to(self._snapshot(), data, exclude)
         with self._registry_lock:
             members = list(self._rooms.get(room, ()))
         return self._send_to(members, data, exclude)
 
     def members(self, room: str) -> list[WebSocket]:
-        """Open connections in ``room`` (a snapshot)."""
+        """Open connections of this process in ``room`` (a snapshot)."""
         with self._registry_lock:
             conns = list(self._rooms.get(room, ()))
         return [c.websocket for c in conns if not c.finalized and c.websocket is not None]
 
     def rooms(self) -> dict[str, int]:
-        """Every non-empty room with its member count."""
+        """Every room with open connections of this process, with their count."""
         with self._registry_lock:
-            return {room: len(members) for room, members in self._rooms.items()}
+            counts = {room: sum(1 for c in members if not c.finalized) for room, members in self._rooms.items()}
+        return {room: count for room, count in counts.items() if count}
+
+    def count(self, room: str) -> int:
+        """How many open connections of this process are in ``room``."""
+        with self._registry_lock:
+            return sum(1 for c in self._rooms.get(room, ()) if not c.finalized)
 
     def _send_to(self, conns: Iterable[Connection], data: SendData, exclude: Iterable[WebSocket]) -> int:
         excluded = {id(ws) for ws in exclude}
