@@ -18,8 +18,8 @@ echo: setup
 # The whole test suite, as CI runs it: lint, types, tests, docs.
 test:
 	@bash scripts/setup.sh --test
-	$(PY) -m ruff check ws4py_integrations examples tests bench
-	$(PY) -m ruff format --check ws4py_integrations examples tests bench
+	$(PY) -m ruff check ws4py_integrations examples tests bench conformance hardening scaleout
+	$(PY) -m ruff format --check ws4py_integrations examples tests bench conformance hardening scaleout
 	$(PY) -m mypy
 	$(PY) -m pytest -p no:cacheprovider
 	@if [ -f docs/conf.py ]; then $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html; fi
@@ -28,8 +28,8 @@ test-fast: setup
 	$(PY) -m pytest -x -q -p no:cacheprovider
 
 lint: setup
-	$(PY) -m ruff check ws4py_integrations examples tests bench
-	$(PY) -m ruff format --check ws4py_integrations examples tests bench
+	$(PY) -m ruff check ws4py_integrations examples tests bench conformance hardening scaleout
+	$(PY) -m ruff format --check ws4py_integrations examples tests bench conformance hardening scaleout
 
 typecheck: setup
 	$(PY) -m mypy

@@ -6,6 +6,7 @@ or :class:`WebSocketMiddleware`, and run the application on a server adapter:
 ``ws4py_integrations.gevent``.
 """
 
+from .broker import Broker, BrokerError, BrokerUnavailable, InProcessBroker
 from .events import Message, Pong
 from .exceptions import ConnectionClosed, HandshakeRejected, WebSocketError
 from .handshake import Accept, Reject, negotiate
@@ -25,8 +26,12 @@ __version__ = "0.1.0"
 __all__ = [
     "CONNECTION_KEY",
     "Accept",
+    "Broker",
+    "BrokerError",
+    "BrokerUnavailable",
     "ConnectionClosed",
     "HandshakeRejected",
+    "InProcessBroker",
     "Manager",
     "Message",
     "Pong",

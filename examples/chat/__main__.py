@@ -27,7 +27,18 @@ def make_manager(args: argparse.Namespace) -> Manager | None:
     and several chat processes behind one load balancer share their rooms.
     The chat's room logic needs no change.
     """
-    return None
+    if not args.redis:
+        return None
+    from ws4py_integrations.redis_broker import RedisBroker
+
+    broker = RedisBroker.from_url(args.redis)
+    if args.server == "gevent":
+        from ws4py_integrations.gevent import GeventManager
+
+        return GeventManager(broker=broker)
+    from ws4py_integrations import ThreadedManager
+
+    return ThreadedManager(broker=broker)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8080, help="port to bind; 0 picks a free one (default: 8080)")
     parser.add_argument("--history", type=int, default=50, metavar="N", help="messages a joiner gets (default: 50)")
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve https/wss with this certificate and key")
+    parser.add_argument(
+        "--redis", metavar="URL", help="share rooms with other chat processes through Redis (redis://...)"
+    )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -46,8 +60,14 @@ def main(argv: list[str] | None = None) -> None:
         # Tests read this line to learn the bound port: keep its shape.
         print(f"chat example on {args.server}: open {url} in a browser (Ctrl+C stops it)", flush=True)
 
-    app = make_app(history=args.history, manager=make_manager(args))
-    run(args.server, app, args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
+    manager = make_manager(args)
+    app = make_app(history=args.history, manager=manager)
+    try:
+        run(args.server, app, args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
+    finally:
+        if manager is not None:
+            # The server stops only its own manager: close ours with 1001 too.
+            manager.stop()
 
 
 if __name__ == "__main__":

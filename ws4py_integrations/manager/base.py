@@ -9,6 +9,7 @@ the waiting: socket readiness, timers and the per-connection callback queue
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import socket
 import threading
@@ -128,6 +129,9 @@ class Manager(abc.ABC):
     ) -> WebSocket:
         """Take over ``sock`` (its 101 already sent); ``buffered`` are bytes read past the request head."""
         self.start()
+        # Frames are coalesced here already; Nagle would only add latency.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(sock, accept.protocol, options, environ, self)
         websocket = handler_cls(conn, self)
         conn.websocket = websocket
