@@ -241,17 +241,6 @@ def test_version_lists(version: str) -> None:
         assert ("Sec-WebSocket-Version", "13") in result.headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "handshake._same_origin/_host_port call urllib.parse.urlsplit on the client's Origin and Host; "
-        "for values such as 'http://[::1' it raises ValueError('Invalid IPv6 URL'), which negotiate() "
-        "catches with the hooks' `except Exception` and logs at ERROR with a traceback as "
-        "'origin or authorize hook raised'. The answer (403) is right, but any client can write a "
-        "misattributed traceback to the error log per request. Should: catch ValueError in "
-        "_same_origin/_host_port (treat as not same origin) so only real hook bugs are logged"
-    ),
-)
 @pytest.mark.parametrize(
     ("origin", "host"),
     [("http://[::1", "example.com:8080"), ("http://example.com:8080", "[::1")],

@@ -19,7 +19,6 @@ from hardening.aioclient import close_many, open_many
 from hardening.soak import run_soak
 from hardening.testing import hardening_server
 from tests.servers import available
-from ws4py_integrations import ThreadedManager
 
 CYCLES = int(os.environ.get("HARDENING_SOAK_CYCLES", "1000"))
 
@@ -51,25 +50,6 @@ def test_closed_connections_are_freed_without_waiting_for_keepalive(
         handlers = [weakref.ref(app.wait_event("opened", "/echo")) for _ in range(50)]
         for _ in range(50):
             app.wait_event("closed", "/echo")
-        manager = handlers[0]().manager  # type: ignore[union-attr]
-        if isinstance(manager, ThreadedManager):
-            request.applymarker(
-                pytest.mark.xfail(
-                    strict=True,
-                    reason=(
-                        "ThreadedManager keeps closed connections in memory until their timers would have "
-                        "fired: Connection.abort cancels the keepalive (ping_interval, 20 s), close "
-                        "(close_timeout, 10 s) and read (read_timeout, 60 s) timers, but _Timer.cancel in "
-                        "manager/threaded.py only sets a flag; the timer stays in the loop's heap until its "
-                        "deadline, holding func=<bound method of the Connection> and with it the protocol, "
-                        "environ, socket object and handler. A churn of R connections/s keeps ~R x 20 s dead "
-                        "connections (~12 KiB each) alive: right after 10,000 soak cycles all 10,000 were "
-                        "still alive. Should: drop timer.func in cancel() (and compact the heap when "
-                        "cancelled timers dominate). GeventManager frees them at once"
-                    ),
-                )
-            )
-        del manager
         # Closed, and forgotten by the manager: nothing should keep them alive now.
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:

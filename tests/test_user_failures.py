@@ -99,17 +99,6 @@ def test_many_failing_connections_at_once_do_not_starve_the_others(hserver: Runn
         assert_serving(hserver, bystander)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "Manager.add (manager/base.py) builds handler_cls(conn, self) after WebSocketWSGIApplication.upgrade "
-        "(middleware.py) has detached the socket and sent the 101; when the constructor raises, the exception "
-        "escapes into the server's WSGI error handling (not the library's logger), nobody closes the detached "
-        "socket, and the client sits on an open 101 connection that never answers (one fd leaked per attempt). "
-        "Should: construct the handler before sending the 101 (and answer 500), or catch the error in upgrade(), "
-        "log it with its traceback and close with 1011 then drop the socket"
-    ),
-)
 def test_exception_in_the_handler_constructor_closes_the_connection(hserver: RunningServer, logs: LogWatcher) -> None:
     peer = raw(hserver)
     try:

@@ -389,7 +389,9 @@ class Connection:
             if self.finalized or self._read_timer is None:
                 return
             self._read_timer = None
-        logger.info("closing %s: stalled inside a frame for read_timeout=%ss", self.peer_address, self.options.read_timeout)
+        logger.info(
+            "closing %s: stalled inside a frame for read_timeout=%ss", self.peer_address, self.options.read_timeout
+        )
         self._fail(CloseCode.POLICY_VIOLATION, "read timeout: incomplete frame")
 
     # -- keepalive --------------------------------------------------------------

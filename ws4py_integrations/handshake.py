@@ -102,6 +102,14 @@ def _host_port(netloc: str, scheme: str) -> tuple[str, int | None]:
 
 
 def _same_origin(origin: str, environ: Mapping[str, Any]) -> bool:
+    try:
+        return _same_origin_checked(origin, environ)
+    except ValueError:
+        # urlsplit rejects some malformed values (``http://[::1``): not ours.
+        return False
+
+
+def _same_origin_checked(origin: str, environ: Mapping[str, Any]) -> bool:
     parsed = urlsplit(origin)
     if not parsed.scheme or not parsed.netloc:
         return False

@@ -130,15 +130,9 @@ class WebSocketWSGIApplication:
         manager = self.manager if self.manager is not None else server_conn.manager
         if manager is None:
             manager = default_manager()
-        try:
-            sock.setblocking(True)
-            sock.sendall(accept.response)
-        except OSError as exc:
-            logger.info("client %s left during the handshake: %s", environ.get("REMOTE_ADDR"), exc)
-            sock.close()
-            return None
         websocket = manager.add(sock, buffered, accept, self.handler_cls, environ, self.options)
-        environ[WEBSOCKET_KEY] = websocket
+        if websocket is not None:
+            environ[WEBSOCKET_KEY] = websocket
         return websocket
 
 

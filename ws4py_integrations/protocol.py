@@ -40,6 +40,7 @@ class _Reader(StreamReader):
             self.mid_frame = True
         return (yield from super().read_exact(n))
 
+
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 OP_CONT, OP_TEXT, OP_BINARY = Opcode.CONT, Opcode.TEXT, Opcode.BINARY

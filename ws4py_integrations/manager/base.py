@@ -30,6 +30,17 @@ __all__ = ["Manager"]
 logger = logging.getLogger("ws4py_integrations.manager")
 
 
+def _refuse(sock: socket.socket, status: str, reason: str) -> None:
+    """Answer a detached connection with a plain HTTP error and close it."""
+    body = (reason + "\n").encode()
+    head = f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    # OSError: the client is gone; closing is all that is left.
+    with contextlib.suppress(OSError):
+        sock.settimeout(5.0)
+        sock.sendall(head.encode("latin-1") + body)
+    sock.close()
+
+
 class Manager(abc.ABC):
     """Runs detached WebSocket connections; thread-safe.
 
@@ -126,27 +137,42 @@ class Manager(abc.ABC):
         handler_cls: type[WebSocket],
         environ: Mapping[str, Any],
         options: WebSocketOptions,
-    ) -> WebSocket:
-        """Take over ``sock`` (its 101 already sent); ``buffered`` are bytes read past the request head."""
+    ) -> WebSocket | None:
+        """Take over ``sock``: create the handler, send the 101 and run the connection.
+
+        ``buffered`` are bytes the server read past the request head. Returns
+        ``None`` when no WebSocket came of it: the handler's constructor
+        raised (the client gets a 500), the manager is stopping (503), or the
+        client left during the handshake.
+        """
         self.start()
-        # Frames are coalesced here already; Nagle would only add latency.
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         conn = Connection(sock, accept.protocol, options, environ, self)
-        websocket = handler_cls(conn, self)
+        try:
+            websocket = handler_cls(conn, self)
+        except Exception:
+            logger.exception("%s() raised; refusing the upgrade", handler_cls.__name__)
+            _refuse(sock, "500 Internal Server Error", "the WebSocket handler could not be created")
+            return None
         conn.websocket = websocket
         with self._registry_lock:
-            if self._stopped:
-                refuse = True
-            else:
-                refuse = False
-                self._registry[conn] = None
-                self._accepted += 1
-        if refuse:
-            # Stopping: say so politely rather than drop the socket.
-            conn.close(1001, "server shutting down")
+            stopping = self._stopped
+        if stopping:
+            _refuse(sock, "503 Service Unavailable", "server shutting down")
+            return None
+        try:
+            # The 101 is written here, after the handler exists: a failure
+            # above still gets an HTTP answer rather than a dead connection.
+            sock.setblocking(True)
+            sock.sendall(accept.response)
+            # Frames are coalesced here already; Nagle would only add latency.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            logger.info("client %s left during the handshake: %s", environ.get("REMOTE_ADDR"), exc)
             sock.close()
-            return websocket
+            return None
+        with self._registry_lock:
+            self._registry[conn] = None
+            self._accepted += 1
         self._watch(conn, buffered)
         return websocket
 

@@ -53,7 +53,14 @@ class _Timer:
         return (self.deadline, self.seq) < (other.deadline, other.seq)
 
     def cancel(self) -> None:
+        # Drop the callback now: it holds the connection, which must not live
+        # on in the heap until the deadline of a timer nobody needs.
         self.cancelled = True
+        self.func = _noop
+
+
+def _noop() -> None:
+    pass
 
 
 class ThreadedManager(Manager):
@@ -89,6 +96,7 @@ class ThreadedManager(Manager):
         self._ops: list[Callable[[], Any]] = []
         self._ops_lock = threading.Lock()
         self._timers: list[_Timer] = []
+        self._timers_pushed = 0
         self._seq = itertools.count()
         # Guards the leader, the run list and every connection's callback queue.
         self._lock = threading.Lock()
@@ -156,7 +164,6 @@ class ThreadedManager(Manager):
 
     def _lead(self) -> None:
         me = threading.current_thread()
-        selector = self._selector
         try:
             while self._running:
                 timeout = None
@@ -165,15 +172,7 @@ class ThreadedManager(Manager):
                     timeout = 0.0
                 elif self._timers:
                     timeout = max(0.0, self._timers[0].deadline - time.monotonic())
-                for key, mask in selector.select(timeout):
-                    conn = key.data
-                    if conn is None:
-                        self._drain_wake()
-                        continue
-                    if mask & selectors.EVENT_WRITE:
-                        self._writable(conn)
-                    if mask & selectors.EVENT_READ:
-                        conn.read()
+                self._poll(timeout)
                 self._run_ops()
                 self._run_timers()
                 if not self._run_callbacks(me):
@@ -188,6 +187,19 @@ class ThreadedManager(Manager):
                 last = self._leader is me
             if last and not self._running:
                 self._close_loop()
+
+    def _poll(self, timeout: float | None) -> None:
+        # A method of its own so that no local variable keeps the last
+        # connection alive while the loop waits.
+        for key, mask in self._selector.select(timeout):
+            conn = key.data
+            if conn is None:
+                self._drain_wake()
+                continue
+            if mask & selectors.EVENT_WRITE:
+                self._writable(conn)
+            if mask & selectors.EVENT_READ:
+                conn.read()
 
     def _close_loop(self) -> None:
         selector = self._selector
@@ -322,8 +334,21 @@ class ThreadedManager(Manager):
 
     def call_later(self, delay: float, func: Callable[[], Any]) -> _Timer:
         timer = _Timer(time.monotonic() + delay, next(self._seq), func)
-        self._call_soon(lambda: heapq.heappush(self._timers, timer))
+        self._call_soon(lambda: self._push_timer(timer))
         return timer
+
+    def _push_timer(self, timer: _Timer) -> None:
+        timers = self._timers
+        heapq.heappush(timers, timer)
+        self._timers_pushed += 1
+        if self._timers_pushed >= 1024 and len(timers) >= 1024:
+            # Cancelled timers wait for their deadline in the heap; weed them
+            # out now and then so churn does not grow it.
+            self._timers_pushed = 0
+            live = [t for t in timers if not t.cancelled]
+            if len(live) < len(timers) // 2:
+                heapq.heapify(live)
+                self._timers = live
 
     def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
         with self._lock:
