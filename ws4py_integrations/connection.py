@@ -94,6 +94,42 @@ def encode_frames(data: str | bytes | bytearray | memoryview | Iterable[str | by
 class Connection:
     """The engine behind a :class:`~ws4py_integrations.WebSocket`."""
 
+    # Thousands of idle connections: no per-instance dict, and the queues and
+    # the room set exist only while they hold something.
+    __slots__ = (
+        "_callbacks",
+        "_close_queued",
+        "_close_timer",
+        "_eof_pending",
+        "_head_tried",
+        "_keepalive_timer",
+        "_out",
+        "_ping_payload",
+        "_ping_sent_at",
+        "_read_timer",
+        "_rooms",
+        "backend",
+        "bytes_in",
+        "bytes_out",
+        "callbacks_running",
+        "closed_code",
+        "closed_reason",
+        "environ",
+        "finalized",
+        "is_tls",
+        "latency",
+        "lock",
+        "messages_in",
+        "messages_out",
+        "options",
+        "out_size",
+        "peer_address",
+        "protocol",
+        "sock",
+        "websocket",
+        "write_watched",
+    )
+
     def __init__(
         self,
         sock: socket.socket,
@@ -110,7 +146,7 @@ class Connection:
         self.websocket: WebSocket | None = None
         self.lock = threading.RLock()
         self.is_tls = isinstance(sock, ssl.SSLSocket)
-        self._out: deque[bytes | memoryview] = deque()
+        self._out: deque[bytes | memoryview] | None = None
         self.out_size = 0
         # After a failed TLS write the same buffer must be retried as is.
         self._head_tried = False
@@ -124,10 +160,10 @@ class Connection:
         self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
         self.latency: float | None = None
         # Callbacks waiting to run, in order; owned by the manager backend.
-        self.callbacks: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._callbacks: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
         self.callbacks_running = False
         # Rooms this connection is in; guarded by the manager's registry lock.
-        self.rooms: set[str] = set()
+        self._rooms: set[str] | None = None
         # Backend bookkeeping: whether write readiness is being watched.
         self.write_watched = False
         self._ping_payload: bytes | None = None
@@ -139,6 +175,34 @@ class Connection:
             self.peer_address: Any = sock.getpeername()
         except OSError:
             self.peer_address = None
+
+    @property
+    def callbacks(self) -> deque[tuple[Callable[..., Any], tuple[Any, ...]]]:
+        """The backend's queue of callbacks for this connection (created on demand)."""
+        if self._callbacks is None:
+            self._callbacks = deque()
+        return self._callbacks
+
+    def release_callbacks(self) -> None:
+        """Free the callback queue if it is empty (the backend calls this when idle)."""
+        if not self._callbacks:
+            self._callbacks = None
+
+    @property
+    def rooms(self) -> set[str] | frozenset[str]:
+        """Rooms this connection is in (read-only view; see :meth:`add_room`)."""
+        return self._rooms if self._rooms is not None else frozenset()
+
+    def add_room(self, room: str) -> None:
+        if self._rooms is None:
+            self._rooms = set()
+        self._rooms.add(room)
+
+    def discard_room(self, room: str) -> None:
+        if self._rooms is not None:
+            self._rooms.discard(room)
+            if not self._rooms:
+                self._rooms = None
 
     # -- called by the backend ---------------------------------------------
 
@@ -212,7 +276,7 @@ class Connection:
         """Flush the outbound buffer; ``True`` while bytes are still waiting."""
         with self.lock:
             self._flush()
-            return bool(self._out) and not self.finalized
+            return self._out is not None and not self.finalized
 
     # -- sending ------------------------------------------------------------
 
@@ -278,6 +342,8 @@ class Connection:
     # -- buffer -------------------------------------------------------------
 
     def _queue(self, data: bytes) -> None:
+        if self._out is None:
+            self._out = deque()
         self._out.append(data)
         self.out_size += len(data)
 
@@ -300,7 +366,7 @@ class Connection:
     def _flush(self) -> None:
         out = self._out
         sock = self.sock
-        while out:
+        while out is not None and out:
             if not self._head_tried and len(out) > 1 and len(out[0]) < _COALESCE:
                 parts = [out.popleft()]
                 size = len(parts[0])
@@ -333,6 +399,7 @@ class Connection:
                 out.popleft()
             else:
                 out[0] = memoryview(head)[sent:]
+        self._out = None
         if self._eof_pending:
             self._eof_pending = False
             try:
@@ -365,7 +432,7 @@ class Connection:
             close = self.protocol.close_rcvd or self.protocol.close_sent
             if close is not None:
                 self.closed_code, self.closed_reason = close.code, close.reason
-            self._out.clear()
+            self._out = None
             self.out_size = 0
             for timer in (self._keepalive_timer, self._close_timer, self._read_timer):
                 if timer is not None:

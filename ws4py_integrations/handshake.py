@@ -34,6 +34,9 @@ __all__ = ["Accept", "Reject", "is_upgrade_request", "negotiate"]
 logger = logging.getLogger("ws4py_integrations.handshake")
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
+# The factory holds settings only (each connection gets its own compressor),
+# so every connection can share it.
+_DEFLATE = enable_server_permessage_deflate(None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +210,7 @@ def negotiate(environ: Mapping[str, Any], options: WebSocketOptions) -> Accept |
         return Reject(403, "WebSocket upgrade refused")
 
     protocol = ServerConnectionProtocol(
-        extensions=enable_server_permessage_deflate(None) if options.compression else None,
+        extensions=_DEFLATE if options.compression else None,
         max_size=options.max_message_size,
         state=OPEN,
         logger=logging.getLogger("ws4py_integrations.protocol"),

@@ -97,7 +97,8 @@ class WebSocket:
 
     @property
     def environ(self) -> Mapping[str, Any]:
-        """The WSGI environ of the upgrade request."""
+        """The WSGI environ of the upgrade request, less the server's stream
+        objects (``wsgi.input``, ``wsgi.errors``, ``wsgi.file_wrapper``)."""
         return self._connection.environ
 
     @property

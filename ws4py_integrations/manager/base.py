@@ -30,6 +30,16 @@ __all__ = ["Manager"]
 logger = logging.getLogger("ws4py_integrations.manager")
 
 
+# Server plumbing that means nothing once the connection is a WebSocket, and
+# that would keep the server's request objects (and their buffers) alive.
+_PLUMBING = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_integrations.connection"})
+
+
+def _connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
+    """The environ a WebSocket keeps: the request's, less the server's stream objects."""
+    return {key: value for key, value in environ.items() if key not in _PLUMBING}
+
+
 def _refuse(sock: socket.socket, status: str, reason: str) -> None:
     """Answer a detached connection with a plain HTTP error and close it."""
     body = (reason + "\n").encode()
@@ -146,7 +156,7 @@ class Manager(abc.ABC):
         client left during the handshake.
         """
         self.start()
-        conn = Connection(sock, accept.protocol, options, environ, self)
+        conn = Connection(sock, accept.protocol, options, _connection_environ(environ), self)
         try:
             websocket = handler_cls(conn, self)
         except Exception:
@@ -211,7 +221,7 @@ class Manager(abc.ABC):
             if conn.finalized or conn not in self._registry:
                 return
             self._rooms.setdefault(room, {})[conn] = None
-            conn.rooms.add(room)
+            conn.add_room(room)
 
     def leave(self, websocket: WebSocket, room: str) -> None:
         """Remove ``websocket`` from ``room`` (no error if it is not a member)."""
@@ -224,7 +234,7 @@ class Manager(abc.ABC):
             members.pop(conn, None)
             if not members:
                 del self._rooms[room]
-        conn.rooms.discard(room)
+        conn.discard_room(room)
 
     def publish(self, room: str, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
         """Send one message to the members of ``room`` but ``exclude``, through the broker

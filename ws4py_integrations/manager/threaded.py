@@ -234,6 +234,7 @@ class ThreadedManager(Manager):
                 leading = self._leader is me
                 if not queue:
                     conn.callbacks_running = False
+                    conn.release_callbacks()
                     return not leading
                 if leading:
                     if done >= _BATCH:
