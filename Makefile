@@ -34,9 +34,17 @@ lint: setup
 typecheck: setup
 	$(PY) -m mypy
 
+# Conformance: the full Autobahn testsuite (cases 1-13) on every server (~40 min),
+# and the reduced run CI does (also part of `make test`).
+autobahn: setup
+	$(PY) -m conformance.run --docs
+
+autobahn-quick: setup
+	$(PY) -m conformance.run --quick
+
 docs: setup
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 	@echo "docs: docs/_build/html/index.html"
 
 clean:
-	rm -rf .venv docs/_build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv docs/_build .pytest_cache .mypy_cache .ruff_cache conformance/reports

@@ -7,6 +7,8 @@
 #
 #   conformance/install.sh           install if needed; quick no-op when done
 #   PY27=/path/to/python2.7 ...      use that interpreter
+#   WSTEST_VENV=DIR ...              install there instead
+#   PYTHON3=python3 ...              the Python 3 that runs virtualenv
 #
 # Exit codes: 0 ready, 3 no Python 2.7 found, anything else an install failure.
 set -euo pipefail
@@ -15,7 +17,7 @@ venv=${WSTEST_VENV:-$here/.venv-wstest}
 tools=$here/.venv-virtualenv
 stamp=$venv/.installed
 
-# Bump together with the pins below; a changed stamp forces a reinstall.
+# The stamp records these exact pins, so editing them forces a reinstall.
 pins=(
   setuptools==44.0.0 txaio==2.1.0 incremental==16.10.1 pyOpenSSL==19.1.0
   cryptography==3.3.2 Twisted==19.10.0 zope.interface==4.6.0 jinja2==2.11.3
@@ -34,12 +36,14 @@ find_py27() {
     echo "$PY27"
     return
   fi
-  local root candidate
-  if command -v pyenv >/dev/null 2>&1 && root=$(pyenv root 2>/dev/null); then
+  local roots=("${PYENV_ROOT:-$HOME/.pyenv}") root candidate
+  # pyenv itself may be off PATH (CI runs with a trimmed environment).
+  command -v pyenv >/dev/null 2>&1 && roots=("$(pyenv root)" "${roots[@]}")
+  for root in "${roots[@]}"; do
     for candidate in "$root"/versions/2.7*/bin/python2.7; do
       [ -x "$candidate" ] && { echo "$candidate"; return; }
     done
-  fi
+  done
   command -v python2.7 2>/dev/null || true
 }
 py27=$(find_py27)
@@ -54,21 +58,31 @@ MSG
   exit 3
 fi
 
+# This machine's pip configuration may name package indexes that do not exist
+# here; pip warns about each one on every lookup. Keep the rest of stderr.
+quiet_pip() {
+  "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+
 echo "conformance: installing wstest into $venv (Python 2.7 at $py27)"
+# A venv whose interpreter no longer runs (its 2.7 was removed) is rebuilt.
+if [ -e "$venv" ] && ! "$venv/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  rm -rf "$venv"
+fi
 if [ ! -x "$venv/bin/python" ]; then
   # virtualenv 20.21.1 is the last release that can create 2.7 environments;
   # it lives in its own Python 3 venv so the project's .venv stays clean.
   if [ ! -x "$tools/bin/virtualenv" ]; then
-    python3 -m venv "$tools"
-    "$tools/bin/pip" install -q --disable-pip-version-check "virtualenv==20.21.1"
+    "${PYTHON3:-python3}" -m venv "$tools"
+    quiet_pip "$tools/bin/pip" install -q --disable-pip-version-check "virtualenv==20.21.1"
   fi
   "$tools/bin/virtualenv" -q --no-periodic-update -p "$py27" "$venv"
 fi
 pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check --no-python-version-warning)
-"${pip[@]}" "${pins[@]}"
+quiet_pip "${pip[@]}" "${pins[@]}"
 # The sdist's setup.py reads a requirements file it does not ship: the pins
 # above are its dependencies, so it is installed without resolving any.
-"${pip[@]}" --no-deps "$suite"
+quiet_pip "${pip[@]}" --no-deps "$suite"
 "$venv/bin/wstest" --help >/dev/null
 echo "$want" >"$stamp"
 echo "conformance: wstest ready at $venv/bin/wstest"
