@@ -16,29 +16,62 @@ import codecs
 from collections.abc import Generator
 from typing import Any
 
-from websockets.frames import Frame, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
 from .events import Message, Pong
 
+try:  # websockets' C unmasking; the pure-Python one where it is not built
+    from websockets.speedups import apply_mask
+except ImportError:  # pragma: no cover
+    from websockets.utils import apply_mask
+
 __all__ = ["ServerConnectionProtocol"]
 
 
 class _Reader(StreamReader):
-    """A stream reader that knows whether the parser waits inside a frame."""
+    """A stream reader that knows where the parser is within a frame.
 
-    mid_frame = False
+    websockets reads a frame as: 2 header bytes, 2 or 8 extended-length
+    bytes if the header says so, the 4-byte mask, then the payload. Keeping
+    the header and the mask it already read lets us validate a text payload
+    while it is still arriving.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mid_frame = False
+        self.frame_serial = 0
+        self.reads = 0
+        self.head = b""
+        self.mask = b""
 
     def at_eof(self) -> Generator[None, None, bool]:
         # The parser asks this between frames only.
         self.mid_frame = False
+        self.frame_serial += 1
+        self.reads = 0
         return (yield from super().at_eof())
 
     def read_exact(self, n: int) -> Generator[None, None, bytearray]:
         if len(self.buffer) < n:
             self.mid_frame = True
-        return (yield from super().read_exact(n))
+        index = self.reads
+        self.reads = index + 1
+        data = yield from super().read_exact(n)
+        if index == 0:
+            self.head = bytes(data)
+        elif n == 4:
+            self.mask = bytes(data)
+        return data
+
+    def waiting_for_payload(self) -> bool:
+        """Whether the parser has the header and mask and waits for the payload."""
+        if not self.mid_frame or len(self.head) != 2:
+            return False
+        return self.reads - 1 == (3 if self.head[1] & 0x7F >= 126 else 2)
 
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
@@ -62,6 +95,51 @@ class ServerConnectionProtocol(ServerProtocol):
         self._parts: list[Any] = []
         self._decoder: codecs.IncrementalDecoder | None = None
         self._receiving_text = False
+        # Validation of the text payload that is still arriving:
+        # (frame serial, bytes validated, decoder).
+        self._partial: tuple[int, int, codecs.IncrementalDecoder] | None = None
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        super().receive_data(data)
+        reader = self.reader
+        if reader.mid_frame and self.state is State.OPEN and reader.waiting_for_payload():  # type: ignore[attr-defined]
+            self._validate_partial_text()
+
+    def _validate_partial_text(self) -> None:
+        """Fail with 1007 on invalid UTF-8 in a text payload not yet complete (8.1:
+        at the first byte that proves it, not at the end of the frame)."""
+        reader: _Reader = self.reader  # type: ignore[assignment]
+        first, opcode = reader.head[0], Opcode(reader.head[0] & 0x0F)
+        if first & 0x40:
+            return  # compressed: validated once inflated
+        if opcode is OP_TEXT:
+            seed = None
+        elif opcode is OP_CONT and self._receiving_text:
+            seed = self._decoder
+        else:
+            return
+        partial = self._partial
+        if partial is None or partial[0] != reader.frame_serial:
+            decoder: codecs.IncrementalDecoder = _utf8_decoder()
+            if seed is not None:
+                decoder.setstate(seed.getstate())
+            partial = (reader.frame_serial, 0, decoder)
+        serial, done, decoder = partial
+        # The reader holds less than the payload (else the frame would be
+        # complete), all of it payload, masked from payload offset 0.
+        available = len(reader.buffer)
+        if available <= done:
+            return
+        shift = done % 4
+        mask = reader.mask[shift:] + reader.mask[:shift]
+        try:
+            decoder.decode(apply_mask(bytes(reader.buffer[done:available]), mask), False)
+        except UnicodeDecodeError as exc:
+            self._partial = None
+            self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {done + exc.start}")
+            self.parser_exc = exc
+            return
+        self._partial = (serial, available, decoder)
 
     def recv_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
