@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-fast lint typecheck docs autobahn autobahn-quick bench soak clean
+.PHONY: setup chat echo test test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick profile load soak fuzz clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -41,6 +41,26 @@ autobahn: setup
 
 autobahn-quick: setup
 	$(PY) -m conformance.run --quick
+
+# Benchmarks (bench/README.md): writes docs/benchmarks.rst; ~15 min per server on 2 cores.
+bench: setup
+	$(PY) -m bench --servers wsgiref cherrypy gevent
+
+bench-quick: setup
+	$(PY) -m bench --quick --servers $(SERVER) --competitors raw
+
+profile: setup
+	$(PY) -m bench profile --server $(SERVER) --scenarios echo-16 bulk-1m
+
+# Hardening at full size (the test suite runs reduced versions).
+load: setup
+	$(PY) -m hardening.load --connections 10000
+
+soak: setup
+	$(PY) -m hardening.soak --cycles 10000
+
+fuzz: setup
+	$(PY) -m hardening.fuzz --seconds 600
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html

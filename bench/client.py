@@ -81,22 +81,38 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
+def system_busy() -> float:
+    """CPU seconds all processes of the machine spent busy (``/proc/stat``)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / _CLK_TCK
+
+
 class Meter:
-    """Wall clock plus client and server CPU between two points."""
+    """Wall clock, client and server CPU, and everybody else's CPU between two points."""
 
     def __init__(self, server_pid: int) -> None:
         self.server_pid = server_pid
-        self.t0 = self.c0 = self.s0 = 0.0
+        self.t0 = self.c0 = self.s0 = self.b0 = 0.0
 
     def start(self) -> None:
+        self.b0 = system_busy()
         self.t0, self.c0, self.s0 = time.perf_counter(), time.process_time(), proc_cpu(self.server_pid)
 
     def stop(self) -> dict[str, float]:
         wall = time.perf_counter() - self.t0
+        client = time.process_time() - self.c0
+        server = proc_cpu(self.server_pid) - self.s0
+        other = system_busy() - self.b0 - client - server
         return {
             "wall_s": wall,
-            "client_cpu_s": time.process_time() - self.c0,
-            "server_cpu_s": proc_cpu(self.server_pid) - self.s0,
+            "client_cpu_s": client,
+            "server_cpu_s": server,
+            "other_core": max(0.0, other / wall),
         }
 
 
@@ -370,6 +386,10 @@ async def scenario_idle(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(0.2)
     rss1 = max(samples)
     opened = len(peers)
+    if args.hold > 0:
+        sys.stderr.write(f"holding {opened} connections for {args.hold} s\n")
+        sys.stderr.flush()
+        await asyncio.sleep(args.hold)
     await close_all(peers)
     result: dict[str, Any] = {
         "connections": opened,
@@ -377,6 +397,7 @@ async def scenario_idle(args: argparse.Namespace) -> dict[str, Any]:
         "handshakes_per_s": opened / usage["wall_s"],
         "handshake_p50_ms": percentile(latencies, 0.50) * 1e3,
         "handshake_p99_ms": percentile(latencies, 0.99) * 1e3,
+        "handshake_max_ms": max(latencies, default=float("nan")) * 1e3,
         "rss_base_mib": rss0 / 2**20,
         "rss_mib": rss1 / 2**20,
         "rss_per_conn_kib": (rss1 - rss0) / max(opened, 1) / 1024,
@@ -485,6 +506,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--concurrency", type=int, default=32, help="handshakes in flight at once")
     parser.add_argument("--settle", type=float, default=1.0, help="seconds before sampling RSS")
+    parser.add_argument("--hold", type=float, default=0.0, help="idle: seconds to hold connections after sampling")
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts measured")
     parser.add_argument("--gap", type=float, default=0.05, help="seconds between broadcasts")
     args = parser.parse_args(argv)

@@ -22,6 +22,7 @@ BULK = (Metric("mb_per_s", "MB/s", True), Metric("p50_us", "p50 µs", False), Me
 IDLE = (
     Metric("handshakes_per_s", "handshakes/s", True),
     Metric("handshake_p99_ms", "handshake p99 ms", False),
+    Metric("handshake_max_ms", "handshake max ms", False),
     Metric("rss_per_conn_kib", "RSS KiB/conn", False),
 )
 BROADCAST = (
@@ -70,7 +71,7 @@ def metrics_for(mode: str, size: int) -> Sequence[Metric]:
 
 
 def primary(mode: str, size: int) -> Metric:
-    return IDLE[2] if mode == "idle" else metrics_for(mode, size)[0]
+    return IDLE[3] if mode == "idle" else metrics_for(mode, size)[0]
 
 
 def summary(runs: Runs, key: str) -> tuple[float, float, float, int] | None:
@@ -201,6 +202,7 @@ def headroom_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         "server ÷ client",
         "client core",
         "server core",
+        "other processes",
     ]
     rows = []
     for key in data["scenarios"]:
@@ -210,6 +212,7 @@ def headroom_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             client = summary(runs, "client_cpu_us_per_msg")
             ccore = summary(runs, "client_core")
             score = summary(runs, "server_core")
+            other = summary(runs, "other_core")
             if server is None or client is None:
                 continue
             ratio = f"{server[0] / client[0]:.1f}x" if client[0] else "—"
@@ -222,9 +225,35 @@ def headroom_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     ratio,
                     f"{ccore[0] * 100:.0f}%" if ccore else "—",
                     f"{score[0] * 100:.0f}%" if score else "—",
+                    f"{other[0] * 100:.0f}%" if other else "—",
                 ]
             )
     return header, rows
+
+
+def background(data: dict[str, Any]) -> tuple[float, float] | None:
+    """Median and max of the cores other processes used during the measurements."""
+    values = [
+        r["other_core"]
+        for per in data["results"].values()
+        for runs in per.values()
+        for r in runs
+        if isinstance(r.get("other_core"), int | float)
+    ]
+    if not values:
+        return None
+    return statistics.median(values), max(values)
+
+
+def background_note(data: dict[str, Any]) -> str | None:
+    bg = background(data)
+    if bg is None or bg[0] < 0.25:
+        return None
+    return (
+        f"The machine was shared: other processes used {bg[0]:.2f} cores (median; max {bg[1]:.2f}) "
+        "of the 2 while measuring, so absolute figures are low and noisy; ratios of interleaved "
+        "medians are the figures to read."
+    )
 
 
 # -- text ------------------------------------------------------------------------
@@ -245,6 +274,9 @@ def text(data: dict[str, Any]) -> str:
         f"Benchmark {data['date']} — {data['machine'].get('cpu', '?')}, {data['machine'].get('cores')} cores; "
         f"{settings['rounds']} round(s), median [min-max]",
     ]
+    note = background_note(data)
+    if note:
+        out.append(f"WARNING: {note}")
     for key, scenario in data["scenarios"].items():
         header, rows = scenario_table(data, key)
         out += ["", f"== {scenario['title']} ({key})", text_table(header, rows)]
@@ -296,8 +328,9 @@ def rst(data: dict[str, Any]) -> str:
         heading("Benchmarks", "="),
         "",
         f"Generated on {data['date']} by ``{data['command']}`` "
-        f"({data['elapsed_s'] / 60:.0f} minutes), project revision ``{data['revision']}``.",
+        f"({data['elapsed_s'] / 60:.1f} minutes), project revision ``{data['revision']}``.",
         "",
+        *([".. warning::", "", f"   {background_note(data)}", ""] if background_note(data) else []),
         f"Machine: {machine.get('cpu', 'unknown CPU')}, {machine.get('cores')} cores, "
         f"{machine.get('memory_gib', '?')} GiB, Linux {machine.get('kernel')}, Python {machine.get('python')}; "
         f"RLIMIT_NOFILE {data['nofile'][0]}. Everything runs on 127.0.0.1.",

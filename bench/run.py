@@ -16,6 +16,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +82,10 @@ class Competitor:
     argv: list[str]
     server: str | None = None
     raw: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    #: Working directory (a frozen copy of the project for our servers).
+    cwd: Path | None = None
 
     def command(self, port: int) -> list[str]:
         python = str(venvs.PROJECT_PYTHON) if self.venv is None else str(venvs.python_of(self.venv))
@@ -96,7 +101,7 @@ class Settings:
     settle: float
     concurrency: int
     scenarios: tuple[str, ...]
-    extra: dict[str, Any] = field(default_factory=dict)
+    quiet_wait: float = 0.0
 
 
 def raise_nofile() -> tuple[int, int]:
@@ -131,7 +136,92 @@ def ours_available(server: str) -> str | None:
     return None
 
 
-def build_competitors(servers: list[str], families: list[str]) -> list[Competitor]:
+#: Runs ``examples.echo`` after setting module attributes (``--variant``): an A/B
+#: experiment on our server without editing the library.
+PATCH_BOOT = """
+import ast, importlib, json, os, runpy, sys
+for target, value in json.loads(os.environ["BENCH_PATCH"]):
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+            break
+        except ImportError:
+            continue
+    for name in parts[i:-1]:
+        obj = getattr(obj, name)
+    if value == "()":
+        getattr(obj, parts[-1])()
+    else:
+        setattr(obj, parts[-1], ast.literal_eval(value))
+sys.argv = ["examples.echo", *sys.argv[1:]]
+runpy.run_module("examples.echo", run_name="__main__", alter_sys=True)
+"""
+
+
+def parse_variant(text: str) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """``NAME:pkg.mod[.Class].ATTR=VALUE,pkg.mod.func(),$ENVVAR=VALUE`` -> name, patches, environment."""
+    name, _, assignments = text.partition(":")
+    pairs = []
+    env: dict[str, str] = {}
+    for item in assignments.split(","):
+        if item.startswith("$") and "=" in item:
+            var, _, value = item[1:].partition("=")
+            env[var] = value
+            continue
+        if item.endswith("()"):
+            target, value = item[:-2], "()"
+        else:
+            target, _, value = item.partition("=")
+        if not name or "." not in target or not value:
+            raise SystemExit(f"bad --variant {text!r}: expected NAME:module.ATTR=VALUE[,...]")
+        pairs.append((target.strip(), value.strip()))
+    return name, pairs, env
+
+
+def freeze(revision: str | None) -> tuple[Path, str]:
+    """A frozen copy of ``ws4py_integrations`` and ``examples`` our servers run from, and its label.
+
+    The library may change while a long run goes on; every measurement of one
+    run must see the same code. ``revision`` is a git revision (``git archive``);
+    ``None`` copies the working tree as it is now.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    target = RESULTS / "snapshots" / stamp
+    target.mkdir(parents=True, exist_ok=True)
+    if revision is None:
+        for name in ("ws4py_integrations", "examples"):
+            shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        label = git_revision()
+    else:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", revision, "ws4py_integrations", "examples"],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True, timeout=60)
+        label = revision
+    for old in sorted((RESULTS / "snapshots").iterdir())[:-5]:
+        shutil.rmtree(old, ignore_errors=True)
+    where = subprocess.run(
+        [
+            str(venvs.PROJECT_PYTHON),
+            "-c",
+            "import ws4py_integrations as w, examples as e; print(w.__file__, e.__file__)",
+        ],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    if len(where) != 2 or not all(path.startswith(str(target)) for path in where):
+        raise SystemExit(f"bench: the frozen copy in {target} is not what python imports there: {where}")
+    return target, label
+
+
+def build_competitors(servers: list[str], families: list[str], variants: list[str] | None = None) -> list[Competitor]:
     """Our servers plus the requested competitor families; unavailable ones are skipped with a message."""
     result: list[Competitor] = []
     for server in servers:
@@ -150,6 +240,20 @@ def build_competitors(servers: list[str], families: list[str]) -> list[Competito
                     server,
                 )
             )
+            for variant in variants or []:
+                name, pairs, env = parse_variant(variant)
+                changes = [f"{t}={v}" for t, v in pairs] + [f"${k}={v}" for k, v in env.items()]
+                result.append(
+                    Competitor(
+                        f"ours-{server}+{name}",
+                        f"ws4py_integrations ({server}) with {', '.join(changes)}",
+                        "ours",
+                        None,
+                        ["-c", PATCH_BOOT, "--server", server],
+                        server,
+                        env={**env, "BENCH_PATCH": json.dumps(pairs), "PYTHONPATH": str(ROOT)},
+                    )
+                )
         else:
             print(f"bench: skipping ours-{server}: {why}", flush=True)
         if "ws4py" in families:
@@ -202,11 +306,11 @@ class ServerProcess:
 
     def start(self) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.competitor.env}
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 self.competitor.command(0),
-                cwd=ROOT,
+                cwd=self.competitor.cwd or ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -240,6 +344,32 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
+
+
+def busy_cores(interval: float = 1.0) -> float:
+    """Cores the whole machine kept busy over ``interval`` seconds (``/proc/stat``)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+        return sum(fields), fields[3] + fields[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return ((total1 - total0) - (idle1 - idle0)) / ticks / interval
+
+
+def wait_for_quiet(budget: float, threshold: float = 0.25) -> float:
+    """Wait (at most ``budget`` seconds) until other processes use under ``threshold`` cores; return the last reading."""
+    deadline = time.monotonic() + budget
+    busy = busy_cores(0.5) if budget > 0 else 0.0
+    while busy > threshold and time.monotonic() < deadline:
+        busy = busy_cores(1.0)
+    return busy
 
 
 def client_command(competitor: Competitor, scenario: Scenario, settings: Settings, port: int, pid: int) -> list[str]:
@@ -277,6 +407,7 @@ def client_command(competitor: Competitor, scenario: Scenario, settings: Setting
 
 def measure(competitor: Competitor, scenario: Scenario, settings: Settings) -> dict[str, Any]:
     """Start a fresh server, run one client scenario against it, stop it."""
+    background = wait_for_quiet(settings.quiet_wait) if settings.quiet_wait > 0 else None
     server = ServerProcess(competitor, RESULTS / "logs" / f"{competitor.name}.log")
     try:
         port = server.start()
@@ -299,6 +430,8 @@ def measure(competitor: Competitor, scenario: Scenario, settings: Settings) -> d
         err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return {"error": f"client exited {proc.returncode}: {err}"}
     result: dict[str, Any] = json.loads(lines[-1])
+    if background is not None:
+        result["background_before_core"] = background
     return result
 
 
@@ -388,15 +521,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, help="seconds measured per echo run (default 3, quick 0.6)")
     parser.add_argument("--warmup", type=float, help="seconds of warm-up per echo run (default 1, quick 0.3)")
     parser.add_argument("--broadcasts", type=int, help="broadcasts measured per run (default 20, quick 5)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="seconds to wait before each measurement for other processes to go quiet (default 10, quick 0)",
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="handshakes in flight while connecting")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="also run our servers patched: NAME:module.ATTR=LITERAL, NAME:bench.experiments.FUNC(), NAME:$ENV=VALUE (comma-separated)",
+    )
+    parser.add_argument(
+        "--revision", help="run our servers from this git revision (default: a copy of the working tree)"
+    )
     parser.add_argument("--json", type=Path, help="write results here (default bench/results/<time>.json)")
     parser.add_argument("--docs", type=Path, help="write the results page (default for full runs: docs/benchmarks.rst)")
     parser.add_argument("--no-docs", action="store_true", help="do not write the results page")
+    parser.add_argument("--report", type=Path, help="only print (and with --docs, render) a saved results JSON")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.report is not None:
+        data = json.loads(args.report.read_text())
+        print(report.text(data), flush=True)
+        if args.docs is not None:
+            args.docs.write_text(report.rst(data))
+            print(f"bench: results page {args.docs}", flush=True)
+        return 0
     quick = args.quick
     settings = Settings(
         warmup=args.warmup if args.warmup is not None else (0.3 if quick else 1.0),
@@ -406,6 +561,7 @@ def main(argv: list[str] | None = None) -> int:
         settle=0.5 if quick else 1.0,
         concurrency=args.concurrency,
         scenarios=tuple(args.scenarios or (QUICK if quick else FULL)),
+        quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 10.0),
     )
     families = args.competitors
     if families is None:
@@ -415,7 +571,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: ignoring unknown competitors: {', '.join(unknown)}", flush=True)
     nofile = raise_nofile()
     print(f"bench: RLIMIT_NOFILE {nofile[0]} (hard {nofile[1]})", flush=True)
-    competitors = build_competitors(args.servers, families)
+    competitors = build_competitors(args.servers, families, args.variant)
+    snapshot, revision = freeze(args.revision)
+    for competitor in competitors:
+        if competitor.family == "ours":
+            competitor.cwd = snapshot
+    print(f"bench: our servers run from {snapshot.relative_to(ROOT)} ({revision})", flush=True)
     if not competitors:
         print("bench: nothing to run", file=sys.stderr)
         return 2
@@ -430,20 +591,20 @@ def main(argv: list[str] | None = None) -> int:
         "elapsed_s": round(time.monotonic() - t0, 1),
         "command": "python -m bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine_info(),
-        "revision": git_revision(),
+        "revision": revision,
         "versions": versions(competitors),
         "nofile": list(nofile),
-        "settings": {k: v for k, v in vars(settings).items() if k != "extra"},
+        "settings": vars(settings),
         "competitors": [
             {"name": c.name, "label": c.label, "family": c.family, "server": c.server} for c in competitors
         ],
         "scenarios": {key: vars(SCENARIOS[key]) for key in settings.scenarios},
         "results": results,
     }
-    print(report.text(data), flush=True)
     json_path = args.json or RESULTS / f"bench-{started.strftime('%Y%m%d-%H%M%S')}.json"
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(data, indent=1))
+    print(report.text(data), flush=True)
     print(f"bench: results in {json_path}", flush=True)
     docs = args.docs if args.docs is not None else (None if quick else ROOT / "docs" / "benchmarks.rst")
     if docs is not None and not args.no_docs:
