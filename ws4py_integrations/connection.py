@@ -43,6 +43,19 @@ _COALESCE = 64 * 1024
 _RECV_SIZE = 256 * 1024
 
 
+_local = threading.local()
+
+
+def _recv_view() -> memoryview:
+    """This thread's receive buffer: a fresh 256 KiB allocation per recv() call
+    would cost more than the copy out of a reused one (glibc maps it anew)."""
+    try:
+        view: memoryview = _local.view
+    except AttributeError:
+        view = _local.view = memoryview(bytearray(_RECV_SIZE))
+    return view
+
+
 class TimerHandle(Protocol):
     def cancel(self) -> None: ...
 
@@ -221,8 +234,9 @@ class Connection:
             with self.lock:
                 if self.finalized:
                     return False
+                view = _recv_view()
                 try:
-                    data = self.sock.recv(_RECV_SIZE)
+                    data = bytes(view[: self.sock.recv_into(view)])
                 except _WOULD_BLOCK:
                     return True
                 except OSError as exc:
@@ -366,7 +380,7 @@ class Connection:
     def _flush(self) -> None:
         out = self._out
         sock = self.sock
-        while out is not None and out:
+        while out:
             if not self._head_tried and len(out) > 1 and len(out[0]) < _COALESCE:
                 parts = [out.popleft()]
                 size = len(parts[0])

@@ -12,7 +12,7 @@ import base64
 import binascii
 import logging
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -243,7 +243,3 @@ def negotiate(environ: Mapping[str, Any], options: WebSocketOptions) -> Accept |
         headers.append(("Sec-WebSocket-Protocol", subprotocol))
     headers.extend(options.extra_headers)
     return Accept(headers, protocol, subprotocol, [ext.name for ext in protocol.extensions])
-
-
-HandshakeResult = Accept | Reject
-_SelectorType = Callable[[Sequence[str], Mapping[str, Any]], str | None]

@@ -45,8 +45,11 @@ class _Reader(StreamReader):
         self.mid_frame = False
         self.frame_serial = 0
         self.reads = 0
-        self.head = b""
-        self.mask = b""
+        self.head: bytes | bytearray = b""
+        self.mask: bytes | bytearray = b""
+        # Validation of a text payload still arriving: (frame serial, bytes
+        # validated, decoder), or None.
+        self.partial: tuple[int, int, codecs.IncrementalDecoder] | None = None
 
     def at_eof(self) -> Generator[None, None, bool]:
         # The parser asks this between frames only.
@@ -56,15 +59,29 @@ class _Reader(StreamReader):
         return (yield from super().at_eof())
 
     def read_exact(self, n: int) -> Generator[None, None, bytearray]:
-        if len(self.buffer) < n:
-            self.mid_frame = True
+        # StreamReader.read_exact, inline (one generator layer less per read),
+        # recording what the frame parser reads.
         index = self.reads
         self.reads = index + 1
-        data = yield from super().read_exact(n)
+        if len(self.buffer) < n:
+            self.mid_frame = True
+            while len(self.buffer) < n:
+                if self.eof:
+                    raise EOFError(f"stream ends after {len(self.buffer)} bytes, expected {n} bytes")
+                yield
+        buffer = self.buffer
+        if len(buffer) == n:
+            # The buffer is exactly this read (a large payload arriving on its
+            # own): hand it over rather than copy it.
+            self.buffer = bytearray()
+            data = buffer
+        else:
+            data = buffer[:n]
+            del buffer[:n]
         if index == 0:
-            self.head = bytes(data)
+            self.head = data
         elif n == 4:
-            self.mask = bytes(data)
+            self.mask = data
         return data
 
     def waiting_for_payload(self) -> bool:
@@ -91,13 +108,8 @@ class ServerConnectionProtocol(ServerProtocol):
         self.parser = self.parse()
         next(self.parser)
         self.inbox: list[Message | Pong] = []
-        # Fragments of the message being received: decoded str pieces for text.
-        self._parts: list[Any] = []
-        self._decoder: codecs.IncrementalDecoder | None = None
-        self._receiving_text = False
-        # Validation of the text payload that is still arriving:
-        # (frame serial, bytes validated, decoder).
-        self._partial: tuple[int, int, codecs.IncrementalDecoder] | None = None
+        # The fragmented message being received, if any.
+        self._asm: _Assembly | None = None
 
     def receive_data(self, data: bytes | bytearray) -> None:
         super().receive_data(data)
@@ -112,13 +124,14 @@ class ServerConnectionProtocol(ServerProtocol):
         first, opcode = reader.head[0], Opcode(reader.head[0] & 0x0F)
         if first & 0x40:
             return  # compressed: validated once inflated
+        asm = self._asm
         if opcode is OP_TEXT:
             seed = None
-        elif opcode is OP_CONT and self._receiving_text:
-            seed = self._decoder
+        elif opcode is OP_CONT and asm is not None and asm.decoder is not None:
+            seed = asm.decoder
         else:
             return
-        partial = self._partial
+        partial = reader.partial
         if partial is None or partial[0] != reader.frame_serial:
             decoder: codecs.IncrementalDecoder = _utf8_decoder()
             if seed is not None:
@@ -135,11 +148,11 @@ class ServerConnectionProtocol(ServerProtocol):
         try:
             decoder.decode(apply_mask(bytes(reader.buffer[done:available]), mask), False)
         except UnicodeDecodeError as exc:
-            self._partial = None
+            reader.partial = None
             self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {done + exc.start}")
             self.parser_exc = exc
             return
-        self._partial = (serial, available, decoder)
+        reader.partial = (serial, available, decoder)
 
     def recv_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
@@ -147,7 +160,7 @@ class ServerConnectionProtocol(ServerProtocol):
             # 5.4: control frames MAY be injected in a fragmented message; the
             # partial message is abandoned and the Close answered normally.
             self.current_size = None
-            self._reset_message()
+            self._asm = None
         # websockets validates the frame sequence and answers control frames.
         super().recv_frame(frame)
         # The frame event is ours to translate; drop websockets' copy.
@@ -157,31 +170,38 @@ class ServerConnectionProtocol(ServerProtocol):
                 # UnicodeDecodeError propagates to parse(), which fails with 1007.
                 self.inbox.append(Message(bytes(frame.data).decode()))
             else:
-                self._receiving_text = True
-                self._decoder = _utf8_decoder()
-                self._parts.append(self._decoder.decode(frame.data, False))
+                decoder: codecs.IncrementalDecoder = _utf8_decoder()
+                self._asm = _Assembly(decoder)
+                self._asm.parts.append(decoder.decode(frame.data, False))
         elif opcode is OP_BINARY:
             if frame.fin:
                 self.inbox.append(Message(bytes(frame.data)))
             else:
-                self._receiving_text = False
-                self._parts.append(frame.data)
+                self._asm = _Assembly(None)
+                self._asm.parts.append(frame.data)
         elif opcode is OP_CONT:
-            if self._receiving_text:
-                assert self._decoder is not None
-                self._parts.append(self._decoder.decode(frame.data, frame.fin))
+            current = self._asm
+            assert current is not None
+            asm: _Assembly = current
+            if asm.decoder is not None:
+                asm.parts.append(asm.decoder.decode(frame.data, frame.fin))
                 if frame.fin:
-                    self.inbox.append(Message("".join(self._parts)))
-                    self._reset_message()
+                    self.inbox.append(Message("".join(asm.parts)))
+                    self._asm = None
             else:
-                self._parts.append(frame.data)
+                asm.parts.append(frame.data)
                 if frame.fin:
-                    self.inbox.append(Message(b"".join(self._parts)))
-                    self._reset_message()
+                    self.inbox.append(Message(b"".join(asm.parts)))
+                    self._asm = None
         elif opcode is OP_PONG:
             self.inbox.append(Pong(bytes(frame.data)))
 
-    def _reset_message(self) -> None:
-        self._parts = []
-        self._decoder = None
-        self._receiving_text = False
+
+class _Assembly:
+    """A fragmented message in progress: decoded text pieces, or bytes."""
+
+    __slots__ = ("decoder", "parts")
+
+    def __init__(self, decoder: codecs.IncrementalDecoder | None) -> None:
+        self.decoder = decoder
+        self.parts: list[Any] = []

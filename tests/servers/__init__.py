@@ -34,14 +34,25 @@ class TLSFiles:
     def server_context(self) -> ssl.SSLContext:
         """A server context for this certificate.
 
-        No TLS 1.3 session tickets: the websockets sync client reads and writes
-        its SSL socket from two threads, and a ticket arriving during its first
-        write can fail that write with "[SSL] internal error" (client-side).
+        No TLS 1.3 session tickets (see :func:`no_session_tickets`).
         """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.certfile, self.keyfile)
-        context.options |= ssl.OP_NO_TICKET
+        no_session_tickets(context)
         return context
+
+
+def no_session_tickets(context: ssl.SSLContext) -> None:
+    """Send no TLS 1.3 session tickets from this server context.
+
+    The websockets sync client reads its SSL socket on one thread while it
+    writes the handshake request on another; a ticket that arrives in between
+    can make that write fail ("[SSL] internal error") or vanish, so the client
+    waits for a response to a request the server never got. A client-side
+    race; OP_NO_TICKET does not help in TLS 1.3 (tickets become stateful),
+    ``num_tickets = 0`` does.
+    """
+    context.num_tickets = 0
 
 
 @dataclass

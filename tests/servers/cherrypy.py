@@ -18,7 +18,7 @@ import cherrypy
 
 from ws4py_integrations.cherrypy import WebSocketPlugin
 
-from . import RunningServer, TLSFiles
+from . import RunningServer, TLSFiles, no_session_tickets
 
 _running = threading.Lock()
 
@@ -68,6 +68,8 @@ def run_cherrypy(
         # often). The plugin gives it the WebSocket gateway at engine start.
         cherrypy.server.httpserver, cherrypy.server.bind_addr = cherrypy.server.httpserver_from_self()
         cherrypy.server.httpserver.expiration_interval = 0.05
+        if tls is not None:
+            no_session_tickets(cherrypy.server.httpserver.ssl_adapter.context)
         if plugin is None:
             plugin = WebSocketPlugin(cherrypy.engine)
         plugin.subscribe()

@@ -20,7 +20,7 @@ import gevent.ssl
 
 from ws4py_integrations.gevent import GeventManager, HandlerMode, WSGIServer
 
-from . import RunningServer, TLSFiles
+from . import RunningServer, TLSFiles, no_session_tickets
 
 
 @contextmanager
@@ -36,6 +36,7 @@ def serve(app: Any, tls: TLSFiles | None = None, *, handlers: HandlerMode = "aut
                 # gevent's SSLContext: its sockets cooperate with the hub without monkey-patching.
                 context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 context.load_cert_chain(tls.certfile, tls.keyfile)
+                no_session_tickets(context)
                 ssl_args["ssl_context"] = context
             # SERVER_NAME given: pywsgi would otherwise resolve it with a reverse DNS lookup.
             environ = {"SERVER_NAME": "127.0.0.1"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import logging
+import os
 import socket
 import threading
 import time
@@ -36,8 +37,14 @@ _PLUMBING = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_
 
 
 def _connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
-    """The environ a WebSocket keeps: the request's, less the server's stream objects."""
-    return {key: value for key, value in environ.items() if key not in _PLUMBING}
+    """The environ a WebSocket keeps: the request's, less the server's stream
+    objects and the copy of the process environment some servers (wsgiref) add."""
+    process = os.environ
+    return {
+        key: value
+        for key, value in environ.items()
+        if key not in _PLUMBING and not (key in process and process[key] == value)
+    }
 
 
 def _refuse(sock: socket.socket, status: str, reason: str) -> None:

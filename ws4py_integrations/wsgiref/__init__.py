@@ -99,6 +99,9 @@ class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
 
     daemon_threads = True
     block_on_close = False
+    # socketserver's default backlog of 5 drops SYNs when clients connect in
+    # bursts (each dropped one waits a 1 s retransmit).
+    request_queue_size = 128
 
     def __init__(self, *args: Any, manager: Manager | None = None, **kwargs: Any) -> None:
         self.manager: Manager = manager if manager is not None else ThreadedManager(name="ws4py-wsgiref")
