@@ -12,10 +12,12 @@ and a TLS socket is never used by two threads at once.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -54,6 +56,17 @@ def _recv_view() -> memoryview:
     except AttributeError:
         view = _local.view = memoryview(bytearray(_RECV_SIZE))
     return view
+
+
+def _data_header(frame: Frame) -> bytes:
+    """The header of an unmasked, uncompressed server data frame (RFC 6455 5.2)."""
+    head1 = (0x80 if frame.fin else 0) | frame.opcode
+    length = len(frame.data)
+    if length < 126:
+        return bytes((head1, length))
+    if length < 65536:
+        return struct.pack("!BBH", head1, 126, length)
+    return struct.pack("!BBQ", head1, 127, length)
 
 
 class TimerHandle(Protocol):
@@ -114,6 +127,7 @@ class Connection:
         "_close_queued",
         "_close_timer",
         "_eof_pending",
+        "_gather",
         "_head_tried",
         "_keepalive_timer",
         "_out",
@@ -159,7 +173,10 @@ class Connection:
         self.websocket: WebSocket | None = None
         self.lock = threading.RLock()
         self.is_tls = isinstance(sock, ssl.SSLSocket)
-        self._out: deque[bytes | memoryview] | None = None
+        # sendmsg gathers buffers in one write; TLS sockets cannot (a backend
+        # may mark a socket as TLS after this, so is_tls is checked again).
+        self._gather = not self.is_tls and hasattr(sock, "sendmsg")
+        self._out: deque[bytes | bytearray | memoryview] | None = None
         self.out_size = 0
         # After a failed TLS write the same buffer must be retried as is.
         self._head_tried = False
@@ -310,7 +327,13 @@ class Connection:
                 raise ConnectionClosed("peer too slow: send buffer limit exceeded")
             extensions = self.protocol.extensions
             for frame in frames:
-                self._queue(frame.serialize(mask=False, extensions=extensions))
+                if extensions or len(frame.data) < _COALESCE:
+                    self._queue(frame.serialize(mask=False, extensions=extensions))
+                else:
+                    # A large uncompressed payload is queued as is, behind its
+                    # header: no copy of it into a serialized frame.
+                    self._queue(_data_header(frame))
+                    self._queue(frame.data)
             self.messages_out += 1
             self._flush()
 
@@ -355,7 +378,7 @@ class Connection:
 
     # -- buffer -------------------------------------------------------------
 
-    def _queue(self, data: bytes) -> None:
+    def _queue(self, data: bytes | bytearray | memoryview) -> None:
         if self._out is None:
             self._out = deque()
         self._out.append(data)
@@ -381,6 +404,31 @@ class Connection:
         out = self._out
         sock = self.sock
         while out:
+            if len(out) > 1 and self._gather and not self.is_tls:
+                # Plain sockets: one gathering write, no joining copy.
+                try:
+                    sent = sock.sendmsg(list(itertools.islice(out, 0, 64)))
+                except _WOULD_BLOCK:
+                    self.backend.want_write(self)
+                    return
+                except OSError as exc:
+                    logger.debug("send failed on %s: %s", self.peer_address, exc)
+                    self.abort()
+                    return
+                if not sent:
+                    self.backend.want_write(self)
+                    return
+                self.bytes_out += sent
+                self.out_size -= sent
+                while sent:
+                    head = out[0]
+                    if len(head) <= sent:
+                        out.popleft()
+                        sent -= len(head)
+                    else:
+                        out[0] = memoryview(head)[sent:]
+                        sent = 0
+                continue
             if not self._head_tried and len(out) > 1 and len(out[0]) < _COALESCE:
                 parts = [out.popleft()]
                 size = len(parts[0])
