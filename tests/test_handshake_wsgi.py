@@ -99,6 +99,15 @@ def test_valid_handshake_without_an_adapter_is_501_not_500(app: TestApp) -> None
     assert "cannot hand over" in response.text
 
 
+def test_raw_socket_keys_are_recognized_but_not_trusted(app: TestApp) -> None:
+    import socket
+
+    with socket.socket() as raw:
+        response = app.get("/ws", headers=GOOD, extra_environ={"gunicorn.socket": raw}, expect_errors=True)
+    assert response.status_int == 501
+    assert "gunicorn.socket" in response.text
+
+
 def test_authorize_hook() -> None:
     app = TestApp(WebSocketMiddleware(plain, {"/ws": WebSocket}, authorize=authorize), lint=False, extra_environ=HTTP11)
     response = app.get("/ws", headers=GOOD, expect_errors=True)

@@ -58,6 +58,9 @@ class ServerConnection(Protocol):
     def detach(self) -> tuple[socket.socket, bytes]: ...
 
 
+#: Keys other servers use to expose the raw client socket (recognized, not used).
+_RAW_SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
+
 _default_manager: Manager | None = None
 _default_lock = threading.Lock()
 
@@ -111,6 +114,20 @@ class WebSocketWSGIApplication:
             return _reject(result, start_response)
         server_conn = environ.get(CONNECTION_KEY)
         if server_conn is None:
+            raw_key = next((key for key in _RAW_SOCKET_KEYS if key in environ), None)
+            if raw_key is not None:
+                # The raw socket alone is not enough: the server's reader may
+                # already hold bytes past the request head (the client's first
+                # frames), and nothing stops the server from writing its own
+                # response or reusing the connection afterwards.
+                logger.error(
+                    "cannot upgrade %s: the server publishes %r, but not the bytes it already "
+                    "buffered nor a way to stop it using the connection; run it with a "
+                    "ws4py_integrations adapter (for gunicorn: -k ws4py_integrations.gevent.GunicornWorker)",
+                    environ.get("PATH_INFO"),
+                    raw_key,
+                )
+                return _reject(Reject(501, f"{raw_key} is not enough to hand over a connection safely"), start_response)
             logger.error(
                 "cannot upgrade %s: the server publishes no %r; run the application on a "
                 "ws4py_integrations server adapter (wsgiref, cherrypy, gevent)",
