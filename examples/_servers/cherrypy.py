@@ -20,6 +20,8 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
             "server.socket_host": host,
             "server.socket_port": port,
             "server.thread_pool": 10,
+            # cheroot's default backlog of 5 drops SYNs when clients connect in bursts.
+            "server.socket_queue_size": 128,
             "engine.autoreload.on": False,
             "log.screen": False,
         }
@@ -31,6 +33,11 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
         cherrypy.server.ssl_certificate, cherrypy.server.ssl_private_key = tls
     WebSocketPlugin(cherrypy.engine).subscribe()
     cherrypy.engine.start()
+    if tls is not None:
+        # No TLS 1.3 session tickets: resumption buys little for long-lived
+        # WebSockets, and a ticket arriving while a threaded client (such as
+        # websockets.sync) writes its first request can make that write fail.
+        cherrypy.server.httpserver.ssl_adapter.context.num_tickets = 0
     try:
         if ready is not None:
             bound_host, bound_port = cherrypy.server.bound_addr

@@ -65,6 +65,10 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
     if tls is not None:
         context = gevent.ssl.SSLContext(gevent.ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*tls)
+        # No TLS 1.3 session tickets: resumption buys little for long-lived
+        # WebSockets, and a ticket arriving while a threaded client (such as
+        # websockets.sync) writes its first request can make that write fail.
+        context.num_tickets = 0
         ssl_args["ssl_context"] = context
     server = WSGIServer((host, port), app, environ={"SERVER_NAME": host}, **ssl_args)
     server.start()

@@ -16,6 +16,10 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
     if tls is not None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(*tls)
+        # No TLS 1.3 session tickets: resumption buys little for long-lived
+        # WebSockets, and a ticket arriving while a threaded client (such as
+        # websockets.sync) writes its first request can make that write fail.
+        context.num_tickets = 0
         server.socket = context.wrap_socket(server.socket, server_side=True)
         server.base_environ["wsgi.url_scheme"] = "https"
     thread = threading.Thread(target=server.serve_forever, name="wsgiref-serve", daemon=True)
