@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Any
 
+from tests.apps import wait_event_in
 from ws4py_integrations import (
     ConnectionClosed,
     Manager,
@@ -43,17 +43,7 @@ def _record(kind: str, path: str, details: Any) -> None:
 
 def wait_event(kind: str, path: str, timeout: float = 10.0) -> Any:
     """The next ``kind`` event recorded on ``path`` (other events are dropped)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"no {kind!r} event on {path} within {timeout}s")
-        try:
-            got_kind, got_path, details = events.get(timeout=remaining)
-        except queue.Empty:
-            continue
-        if (got_kind, got_path) == (kind, path):
-            return details
+    return wait_event_in(events, kind, path, timeout)
 
 
 def drain_events() -> None:

@@ -19,6 +19,20 @@ ROOT = Path(__file__).resolve().parent.parent
 _READY = re.compile(r"scaleout app on (\S+):(\d+)")
 
 
+def terminate(process: subprocess.Popen[str] | subprocess.Popen[bytes], timeout: float) -> None:
+    """End a process we started, by PID: SIGTERM, then SIGKILL if it outlives ``timeout``."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout)
+
+
 class ServerProcess:
     """``python -m scaleout.serve`` on 127.0.0.1 port 0; its log goes to ``log_path``."""
 
@@ -101,15 +115,7 @@ class ServerProcess:
         process, self.process = self.process, None
         if process is None:
             return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGKILL)
-                process.wait(timeout)
+        terminate(process, timeout)
         if process.stdout is not None:
             process.stdout.close()
 

@@ -23,6 +23,11 @@ events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
 
 def wait_event(kind: str, path: str, timeout: float = 10.0) -> Any:
     """The next ``kind`` event recorded by a handler on ``path``."""
+    return wait_event_in(events, kind, path, timeout)
+
+
+def wait_event_in(events: queue.Queue[tuple[str, str, Any]], kind: str, path: str, timeout: float = 10.0) -> Any:
+    """The next ``kind`` event on ``path`` in ``events`` (other events are dropped)."""
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()

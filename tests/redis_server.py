@@ -10,10 +10,8 @@ the test, or fails it in CI (``CI=true``).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -21,6 +19,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from scaleout.processes import terminate
 
 __all__ = ["RedisServer", "find_redis_server", "in_ci", "require_redis_server"]
 
@@ -108,14 +108,7 @@ class RedisServer:
         process, self.process = self.process, None
         if process is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout)
+        terminate(process, timeout)
 
     def restart(self) -> None:
         """Stop, then start again on the same port."""
