@@ -21,6 +21,7 @@ from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 
+from ._websockets import fragmented_size, reset_fragmented_size
 from .events import Message, Pong
 
 try:  # websockets' C unmasking; the pure-Python one where it is not built
@@ -156,10 +157,10 @@ class ServerConnectionProtocol(ServerProtocol):
 
     def recv_frame(self, frame: Frame) -> None:
         opcode = frame.opcode
-        if opcode is OP_CLOSE and self.current_size is not None:
+        if opcode is OP_CLOSE and fragmented_size(self) is not None:
             # 5.4: control frames MAY be injected in a fragmented message; the
             # partial message is abandoned and the Close answered normally.
-            self.current_size = None
+            reset_fragmented_size(self)
             self._asm = None
         # websockets validates the frame sequence and answers control frames.
         super().recv_frame(frame)
