@@ -9,10 +9,10 @@ import time
 from typing import Any
 
 from ws4py_integrations import (
-    ConnectionClosed,
     HandshakeRejected,
     Message,
     WebSocket,
+    WebSocketClosed,
     WebSocketMiddleware,
     WebSocketWSGIApplication,
 )
@@ -83,7 +83,7 @@ class Commands(Recording):
                 try:
                     for n in range(count):
                         self.send(bytes([index * 16 + n % 16]) * size)
-                except ConnectionClosed:
+                except WebSocketClosed:
                     return  # the slow-reader test: the server gave up on this peer
 
             workers = [threading.Thread(target=sender, args=(i,)) for i in range(threads)]
@@ -91,7 +91,7 @@ class Commands(Recording):
                 worker.start()
             for worker in workers:
                 worker.join(30)
-            with contextlib.suppress(ConnectionClosed):
+            with contextlib.suppress(WebSocketClosed):
                 self.send("burst-done")
         elif command == "fragments":
             self.send(part for part in arg.split(","))
@@ -110,7 +110,7 @@ class Room(WebSocket):
         events.put(("opened", self.environ["PATH_INFO"], None))
 
     def received_message(self, message: Message) -> None:
-        self.manager.publish("room", message.data)
+        self.manager.broadcast(message.data, "room")
 
 
 def authorize(environ: dict[str, Any]) -> bool:

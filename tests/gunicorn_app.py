@@ -30,7 +30,7 @@ class Broadcast(WebSocket):
         self.send("joined")
 
     def received_message(self, message: Message) -> None:
-        self.manager.publish("all", message.data)
+        self.manager.broadcast(message.data, "all")
 
 
 def plain(environ: dict[str, Any], start_response: Any) -> list[bytes]:

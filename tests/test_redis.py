@@ -198,7 +198,7 @@ def test_attached_broker_delivers_to_its_manager_and_skips_its_own(redis_server:
         assert broker.wait_connected(TIMEOUT)
         assert broker.connected
         # Own publishes come back from Redis and are skipped; nobody is here anyway.
-        assert manager.publish("room", "x") == 0
+        assert manager.broadcast("x", "room") == 0
         assert broker.publish_remote("room", "y") == 1
     finally:
         manager.stop(1.0)
@@ -214,7 +214,7 @@ def test_raise_errors_false_logs_once_and_counts(caplog: pytest.LogCaptureFixtur
     with caplog.at_level(logging.INFO, logger="ws4py_integrations.redis_broker"):
         manager.start()
         try:
-            assert manager.publish("room", "one") == 0
+            assert manager.broadcast("one", "room") == 0
             assert manager.broadcast("two") == 0
             assert broker.dropped == 2
             deadline = time.monotonic() + TIMEOUT

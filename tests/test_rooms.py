@@ -236,7 +236,7 @@ class RecordingBroker:
     def publish(self, room: str | None, data: Any, exclude: Any = ()) -> int:
         exclude = list(exclude)
         self.published.append((room, data, exclude))
-        return 0 if self.manager is None else self.manager.deliver(room, data, exclude)
+        return 0 if self.manager is None else self.manager.broadcast_local(data, room, exclude)
 
     def close(self) -> None:
         self.closed = True
@@ -248,12 +248,12 @@ def test_publish_and_broadcast_go_through_the_broker() -> None:
     manager = ThreadedManager(broker=broker)
     assert manager.broker is broker
     assert broker.manager is None  # attached when the manager starts (after a fork, in the worker)
-    assert manager.publish("room", "before start") == 0  # the recording broker has no manager yet
+    assert manager.broadcast("before start", "room") == 0  # the recording broker has no manager yet
     broker.published.clear()
     manager.start()
     try:
         assert broker.manager is manager
-        assert manager.publish("room", "hello") == 0
+        assert manager.broadcast("hello", "room") == 0
         assert manager.broadcast(b"all") == 0
         assert [(room, data) for room, data, _ in broker.published] == [("room", "hello"), (None, b"all")]
     finally:

@@ -3,42 +3,38 @@
 Subclass :class:`WebSocket`, mount it with :class:`WebSocketWSGIApplication`
 or :class:`WebSocketMiddleware`, and run the application on a server adapter:
 ``ws4py_integrations.wsgiref``, ``ws4py_integrations.cherrypy`` or
-``ws4py_integrations.gevent``.
+``ws4py_integrations.gevent``. How an adapter hands a connection over is
+:mod:`ws4py_integrations.adapter`.
 """
 
+from .adapter import HANDOVER_KEY, Handover
 from .broker import Broker, BrokerError, BrokerUnavailable, InProcessBroker
 from .events import Message, Pong
-from .exceptions import ConnectionClosed, HandshakeRejected, WebSocketError
+from .exceptions import HandshakeRejected, WebSocketClosed, WebSocketError
 from .handshake import Accept, Reject, negotiate
 from .manager import Manager, ThreadedManager
-from .middleware import (
-    CONNECTION_KEY,
-    ServerConnection,
-    WebSocketMiddleware,
-    WebSocketWSGIApplication,
-    default_manager,
-)
+from .middleware import WebSocketMiddleware, WebSocketWSGIApplication, default_manager
 from .options import WebSocketOptions
 from .websocket import WebSocket
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "CONNECTION_KEY",
+    "HANDOVER_KEY",
     "Accept",
     "Broker",
     "BrokerError",
     "BrokerUnavailable",
-    "ConnectionClosed",
+    "Handover",
     "HandshakeRejected",
     "InProcessBroker",
     "Manager",
     "Message",
     "Pong",
     "Reject",
-    "ServerConnection",
     "ThreadedManager",
     "WebSocket",
+    "WebSocketClosed",
     "WebSocketError",
     "WebSocketMiddleware",
     "WebSocketOptions",

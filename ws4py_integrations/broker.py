@@ -1,10 +1,9 @@
-"""Brokers: what carries :meth:`Manager.publish <ws4py_integrations.Manager.publish>`
-and :meth:`Manager.broadcast <ws4py_integrations.Manager.broadcast>`.
+"""Brokers: what carries :meth:`Manager.broadcast <ws4py_integrations.Manager.broadcast>`.
 
-A manager hands every publish to its broker. The broker delivers to the
-members in this process (:meth:`Manager.deliver
-<ws4py_integrations.Manager.deliver>`, one encoding for all of them) and, if
-it spans processes, to the members everywhere else.
+A manager hands every broadcast to its broker. The broker sends it to the
+connections of this process (:meth:`Manager.broadcast_local
+<ws4py_integrations.Manager.broadcast_local>`, one encoding for all of them)
+and, if it spans processes, to the connections everywhere else.
 
 * :class:`InProcessBroker`, the default: this process only, no setup.
 * :class:`~ws4py_integrations.redis_broker.RedisBroker` (the ``redis``
@@ -40,7 +39,7 @@ class BrokerUnavailable(BrokerError):
 
 @runtime_checkable
 class Broker(Protocol):
-    """How a manager's publishes and broadcasts reach their connections."""
+    """How a manager's broadcasts reach their connections."""
 
     def attach(self, manager: Manager) -> None:
         """Deliver to ``manager`` from now on (called once, when the manager starts)."""
@@ -60,8 +59,8 @@ class Broker(Protocol):
 class InProcessBroker:
     """The default broker: delivers to the attached manager's connections, nothing more.
 
-    It adds no cost to :meth:`Manager.publish <ws4py_integrations.Manager.publish>`:
-    a direct call to :meth:`Manager.deliver <ws4py_integrations.Manager.deliver>`.
+    It adds no cost to :meth:`Manager.broadcast <ws4py_integrations.Manager.broadcast>`:
+    a direct call to :meth:`Manager.broadcast_local <ws4py_integrations.Manager.broadcast_local>`.
     """
 
     def __init__(self) -> None:
@@ -78,7 +77,7 @@ class InProcessBroker:
         manager = self._manager
         if manager is None:
             return 0
-        return manager.deliver(room, data, exclude)
+        return manager.broadcast_local(data, room, exclude)
 
     def close(self) -> None:
         pass

@@ -28,16 +28,20 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import CLOSED, OPEN
 
 from .events import Message, Pong
-from .exceptions import ConnectionClosed
+from .exceptions import WebSocketClosed
 from .options import WebSocketOptions
-from .protocol import ServerConnectionProtocol
+from .protocol import MessageProtocol
 
 if TYPE_CHECKING:
+    from .handshake import Accept
+    from .manager.base import Manager
     from .websocket import WebSocket
 
-__all__ = ["Backend", "Connection", "TimerHandle", "encode_frames"]
+__all__ = ["Backend", "Connection", "TimerHandle", "connection_environ", "encode_frames"]
 
 logger = logging.getLogger("ws4py_integrations.connection")
+_protocol_logger = logging.getLogger("ws4py_integrations.protocol")
+_serials = itertools.count(1)
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # Small frames waiting together are joined into one send of at most this size.
@@ -70,14 +74,50 @@ def _data_header(frame: Frame) -> bytes:
 
 
 class TimerHandle(Protocol):
-    def cancel(self) -> None: ...
+    """What :meth:`Backend.call_later` returns."""
+
+    def cancel(self) -> None:
+        """Drop the call if it has not run yet (from any thread)."""
+
+
+class _ProtocolLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """websockets' protocol log, as trace lines of one connection.
+
+    websockets logs each frame at DEBUG and every close at INFO; here all of
+    it is DEBUG (a close is routine), prefixed with the connection's id.
+    """
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(f"%s {msg}", self.extra["id"], *args, **kwargs)  # type: ignore[index]
+
+    def isEnabledFor(self, level: int) -> bool:
+        return bool(self.logger.isEnabledFor(logging.DEBUG))
+
+
+_QUIET_PROTOCOL_LOG = _ProtocolLog(_protocol_logger, {"id": "#?"})
+
+# Server plumbing that means nothing once the connection is a WebSocket, and
+# that would keep the server's request objects (and their buffers) alive.
+_PLUMBING = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_integrations.handover"})
+
+
+def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
+    """The environ a WebSocket keeps: the request's, less the server's stream
+    objects and the copy of the process environment some servers (wsgiref) add."""
+    process = os.environ
+    return {
+        key: value
+        for key, value in environ.items()
+        if key not in _PLUMBING and not (key in process and process[key] == value)
+    }
 
 
 class Backend(Protocol):
     """What a connection needs from the manager backend that runs it."""
 
     def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
-        """Run ``func(*args)`` off the I/O loop, after every callback scheduled before for ``conn``."""
+        """Run ``func(*args)`` after every callback scheduled before for ``conn``."""
 
     def want_write(self, conn: Connection) -> None:
         """Call ``conn.on_writable()`` when the socket can take more bytes."""
@@ -123,7 +163,6 @@ class Connection:
     # Thousands of idle connections: no per-instance dict, and the queues and
     # the room set exist only while they hold something.
     __slots__ = (
-        "_callbacks",
         "_close_queued",
         "_close_timer",
         "_eof_pending",
@@ -134,15 +173,14 @@ class Connection:
         "_ping_payload",
         "_ping_sent_at",
         "_read_timer",
-        "_rooms",
         "backend",
         "bytes_in",
         "bytes_out",
-        "callbacks_running",
         "closed_code",
         "closed_reason",
         "environ",
         "finalized",
+        "id",
         "is_tls",
         "latency",
         "lock",
@@ -154,23 +192,32 @@ class Connection:
         "protocol",
         "sock",
         "websocket",
-        "write_watched",
     )
 
     def __init__(
         self,
         sock: socket.socket,
-        protocol: ServerConnectionProtocol,
+        accept: Accept,
         options: WebSocketOptions,
         environ: Mapping[str, Any],
-        backend: Backend,
+        manager: Manager,
+        handler_cls: type[WebSocket],
     ) -> None:
+        """Build the engine for ``sock`` and its ``handler_cls`` instance (last:
+        an exception from the handler's constructor leaves nothing running)."""
+        #: A short id for log lines: ``#`` and a per-process serial number.
+        self.id = f"#{next(_serials)}"
         self.sock = sock
-        self.protocol = protocol
+        # A logger adapter of its own only while tracing: idle connections stay small.
+        tracing = _protocol_logger.isEnabledFor(logging.DEBUG)
+        self.protocol = MessageProtocol.accepted(
+            accept,
+            options.max_message_size,
+            _ProtocolLog(_protocol_logger, {"id": self.id}) if tracing else _QUIET_PROTOCOL_LOG,
+        )
         self.options = options
-        self.environ = environ
-        self.backend = backend
-        self.websocket: WebSocket | None = None
+        self.environ = connection_environ(environ)
+        self.backend: Backend = manager
         self.lock = threading.RLock()
         self.is_tls = isinstance(sock, ssl.SSLSocket)
         # sendmsg gathers buffers in one write; TLS sockets cannot (a backend
@@ -189,13 +236,6 @@ class Connection:
         self.closed_reason = ""
         self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
         self.latency: float | None = None
-        # Callbacks waiting to run, in order; owned by the manager backend.
-        self._callbacks: deque[tuple[Callable[..., Any], tuple[Any, ...]]] | None = None
-        self.callbacks_running = False
-        # Rooms this connection is in; guarded by the manager's registry lock.
-        self._rooms: set[str] | None = None
-        # Backend bookkeeping: whether write readiness is being watched.
-        self.write_watched = False
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
         self._keepalive_timer: TimerHandle | None = None
@@ -205,41 +245,16 @@ class Connection:
             self.peer_address: Any = sock.getpeername()
         except OSError:
             self.peer_address = None
+        self.websocket: WebSocket = handler_cls(self, manager)
 
-    @property
-    def callbacks(self) -> deque[tuple[Callable[..., Any], tuple[Any, ...]]]:
-        """The backend's queue of callbacks for this connection (created on demand)."""
-        if self._callbacks is None:
-            self._callbacks = deque()
-        return self._callbacks
-
-    def release_callbacks(self) -> None:
-        """Free the callback queue if it is empty (the backend calls this when idle)."""
-        if not self._callbacks:
-            self._callbacks = None
-
-    @property
-    def rooms(self) -> set[str] | frozenset[str]:
-        """Rooms this connection is in (read-only view; see :meth:`add_room`)."""
-        return self._rooms if self._rooms is not None else frozenset()
-
-    def add_room(self, room: str) -> None:
-        if self._rooms is None:
-            self._rooms = set()
-        self._rooms.add(room)
-
-    def discard_room(self, room: str) -> None:
-        if self._rooms is not None:
-            self._rooms.discard(room)
-            if not self._rooms:
-                self._rooms = None
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.peer_address}>"
 
     # -- called by the backend ---------------------------------------------
 
     def start(self, buffered: bytes) -> None:
         """Begin: schedule ``opened()``, then process bytes the server already read."""
-        assert self.websocket is not None
-        self.backend.schedule(self, self._call_user, "opened")
+        self.backend.schedule(self, self._dispatch, self.websocket.opened)
         if self.options.ping_interval is not None:
             self._keepalive_timer = self.backend.call_later(self.options.ping_interval, self._keepalive)
         if buffered:
@@ -257,7 +272,7 @@ class Connection:
                 except _WOULD_BLOCK:
                     return True
                 except OSError as exc:
-                    logger.debug("recv failed on %s: %s", self.peer_address, exc)
+                    logger.debug("%s: recv failed: %s", self.id, exc)
                     self.abort()
                     return False
                 self.feed(data)
@@ -288,7 +303,7 @@ class Connection:
         for event in inbox:
             if isinstance(event, Message):
                 self.messages_in += 1
-                self.backend.schedule(self, self._call_user, "received_message", event)
+                self.backend.schedule(self, self._dispatch, self.websocket.received_message, event)
             else:
                 self._pong_received(event)
         if writes:
@@ -311,20 +326,35 @@ class Connection:
 
     # -- sending ------------------------------------------------------------
 
+    def _closed_error(self) -> WebSocketClosed:
+        if self.finalized:
+            return WebSocketClosed(self.closed_code, self.closed_reason)
+        sent = self.protocol.close_sent
+        return WebSocketClosed(sent.code, sent.reason) if sent is not None else WebSocketClosed()
+
+    def _over_send_limit(self) -> bool:
+        """Whether the peer is too slow (then the connection is failed with 1008)."""
+        limit = self.options.max_send_buffer
+        if limit is None or self.out_size <= limit:
+            return False
+        logger.warning(
+            "%s: closing %s: %d bytes wait to be sent, more than max_send_buffer=%d (peer too slow)",
+            self.id,
+            self.peer_address,
+            self.out_size,
+            limit,
+        )
+        self._fail(CloseCode.POLICY_VIOLATION, "peer too slow: send buffer limit exceeded")
+        return True
+
     def send_frames(self, frames: list[Frame]) -> None:
+        """Queue one message's frames (any thread); raises :class:`WebSocketClosed` once closing."""
         with self.lock:
-            if self._close_queued or self.finalized:
-                raise ConnectionClosed(f"connection is closed ({self.closed_code})")
-            limit = self.options.max_send_buffer
-            if limit is not None and self.out_size > limit:
-                logger.warning(
-                    "closing %s: %d bytes wait to be sent, more than max_send_buffer=%d (peer too slow)",
-                    self.peer_address,
-                    self.out_size,
-                    limit,
-                )
-                self._fail(CloseCode.POLICY_VIOLATION, "peer too slow: send buffer limit exceeded")
-                raise ConnectionClosed("peer too slow: send buffer limit exceeded")
+            if self._close_queued or self.finalized or self._over_send_limit():
+                raise self._closed_error()
+            if logger.isEnabledFor(logging.DEBUG):
+                for frame in frames:
+                    logger.debug("%s > %s", self.id, frame)
             extensions = self.protocol.extensions
             for frame in frames:
                 if extensions or len(frame.data) < _COALESCE:
@@ -340,12 +370,10 @@ class Connection:
     def send_encoded(self, frame: bytes) -> bool:
         """Queue an already serialized frame (broadcast); ``False`` if it cannot be sent."""
         with self.lock:
-            if self._close_queued or self.finalized:
+            if self._close_queued or self.finalized or self._over_send_limit():
                 return False
-            limit = self.options.max_send_buffer
-            if limit is not None and self.out_size > limit:
-                self._fail(CloseCode.POLICY_VIOLATION, "peer too slow: send buffer limit exceeded")
-                return False
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s > %d encoded bytes", self.id, len(frame))
             self._queue(frame)
             self.messages_out += 1
             self._flush()
@@ -354,7 +382,7 @@ class Connection:
     def ping(self, data: bytes) -> None:
         with self.lock:
             if self._close_queued or self.finalized:
-                raise ConnectionClosed("connection is closed")
+                raise self._closed_error()
             self.protocol.send_ping(data)
             self._release_locked(self.protocol.data_to_send())
 
@@ -412,7 +440,7 @@ class Connection:
                     self.backend.want_write(self)
                     return
                 except OSError as exc:
-                    logger.debug("send failed on %s: %s", self.peer_address, exc)
+                    logger.debug("%s: send failed: %s", self.id, exc)
                     self.abort()
                     return
                 if not sent:
@@ -445,7 +473,7 @@ class Connection:
                 self.backend.want_write(self)
                 return
             except OSError as exc:
-                logger.debug("send failed on %s: %s", self.peer_address, exc)
+                logger.debug("%s: send failed: %s", self.id, exc)
                 self.abort()
                 return
             if not sent:
@@ -480,7 +508,7 @@ class Connection:
 
     def _close_timeout(self) -> None:
         if not self.finalized:
-            logger.debug("closing handshake with %s timed out; dropping TCP", self.peer_address)
+            logger.debug("%s: closing handshake timed out; dropping TCP", self.id)
             self.abort()
 
     def abort(self) -> None:
@@ -499,7 +527,8 @@ class Connection:
             for timer in (self._keepalive_timer, self._close_timer, self._read_timer):
                 if timer is not None:
                     timer.cancel()
-        self.backend.schedule(self, self._call_user, "closed", self.closed_code, self.closed_reason)
+        logger.debug("%s: closed %d %s", self.id, self.closed_code, self.closed_reason)
+        self.backend.schedule(self, self._dispatch, self.websocket.closed, self.closed_code, self.closed_reason)
         self.backend.connection_lost(self)
 
     # -- read timeout -------------------------------------------------------------
@@ -519,7 +548,10 @@ class Connection:
                 return
             self._read_timer = None
         logger.info(
-            "closing %s: stalled inside a frame for read_timeout=%ss", self.peer_address, self.options.read_timeout
+            "%s: closing %s: stalled inside a frame for read_timeout=%ss",
+            self.id,
+            self.peer_address,
+            self.options.read_timeout,
         )
         self._fail(CloseCode.POLICY_VIOLATION, "read timeout: incomplete frame")
 
@@ -547,7 +579,12 @@ class Connection:
             if self.finalized:
                 return
             if self._ping_payload is not None and self.options.ping_timeout is not None:
-                logger.info("closing %s: no pong within ping_timeout=%ss", self.peer_address, self.options.ping_timeout)
+                logger.info(
+                    "%s: closing %s: no pong within ping_timeout=%ss",
+                    self.id,
+                    self.peer_address,
+                    self.options.ping_timeout,
+                )
                 self._keepalive_timer = None
                 self._fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
                 return
@@ -566,19 +603,20 @@ class Connection:
                     self._keepalive_timer.cancel()
                 if not self.finalized:
                     self._keepalive_timer = self.backend.call_later(self._next_ping_delay(), self._keepalive)
-        self.backend.schedule(self, self._call_user, "ponged", pong.data)
+        self.backend.schedule(self, self._dispatch, self.websocket.ponged, pong.data)
 
     # -- user callbacks -----------------------------------------------------------
 
-    def _call_user(self, name: str, *args: Any) -> None:
-        ws = self.websocket
-        assert ws is not None
+    def _dispatch(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run one of the handler's callbacks; what it raises is logged, never lost."""
         try:
-            getattr(ws, name)(*args)
-        except ConnectionClosed:
-            if name != "closed":
-                logger.debug("%s.%s: connection closed while sending", type(ws).__name__, name)
+            callback(*args)
+        except WebSocketClosed:
+            # A send after the peer (or we) started closing: nothing to report.
+            logger.debug("%s: %s: the connection closed while sending", self.id, callback.__qualname__)
         except Exception:
-            logger.exception("%s.%s raised; closing the connection with 1011", type(ws).__name__, name)
-            if name != "closed":
+            if callback.__name__ == "closed":
+                logger.exception("%s: %s raised", self.id, callback.__qualname__)
+            else:
+                logger.exception("%s: %s raised; closing the connection with 1011", self.id, callback.__qualname__)
                 self._fail(CloseCode.INTERNAL_ERROR, "internal server error")

@@ -7,8 +7,8 @@ Every exception the library raises derives from :class:`WebSocketError`, so
 from __future__ import annotations
 
 __all__ = [
-    "ConnectionClosed",
     "HandshakeRejected",
+    "WebSocketClosed",
     "WebSocketError",
 ]
 
@@ -17,8 +17,18 @@ class WebSocketError(Exception):
     """Root of every exception raised by ws4py_integrations."""
 
 
-class ConnectionClosed(WebSocketError):
-    """Raised by :meth:`WebSocket.send` and friends once the connection is closing or closed."""
+class WebSocketClosed(WebSocketError):
+    """Raised by :meth:`WebSocket.send` and ``ping`` once the connection is closing or closed.
+
+    ``code`` and ``reason`` are the close code and reason known so far: the
+    final ones once the connection is closed, the close frame we sent while
+    it is closing (1006 and ``""`` when none is known yet).
+    """
+
+    def __init__(self, code: int = 1006, reason: str = "") -> None:
+        super().__init__(f"the WebSocket is closed ({code}{' ' + reason if reason else ''})")
+        self.code = code
+        self.reason = reason
 
 
 class HandshakeRejected(WebSocketError):

@@ -1,9 +1,8 @@
 """The opening handshake, from a WSGI environ (RFC 6455 section 4.2). No I/O.
 
 :func:`negotiate` validates the request and returns either an :class:`Accept`
-(the 101 headers and a protocol object ready for the connection) or a
-:class:`Reject` (an HTTP status with a one-line reason). It never raises for
-anything a client sends.
+(the 101 response and what was negotiated) or a :class:`Reject` (an HTTP
+status with a one-line reason). It never raises for anything a client sends.
 """
 
 from __future__ import annotations
@@ -18,16 +17,15 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
-from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHandshake
+from websockets.exceptions import InvalidHandshake, NegotiationError
+from websockets.extensions.base import Extension, ServerExtensionFactory
 from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
-from websockets.headers import parse_subprotocol
-from websockets.protocol import OPEN
+from websockets.headers import build_extension, parse_extension, parse_subprotocol
+from websockets.typing import ExtensionHeader
 from websockets.utils import accept_key
 
 from .exceptions import HandshakeRejected
 from .options import WebSocketOptions
-from .protocol import ServerConnectionProtocol
 
 __all__ = ["Accept", "Reject", "is_upgrade_request", "negotiate"]
 
@@ -36,17 +34,20 @@ logger = logging.getLogger("ws4py_integrations.handshake")
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
 # The factory holds settings only (each connection gets its own compressor),
 # so every connection can share it.
-_DEFLATE = enable_server_permessage_deflate(None)
+_DEFLATE: Sequence[ServerExtensionFactory] = enable_server_permessage_deflate(None) or ()
 
 
 @dataclass(frozen=True, slots=True)
 class Accept:
-    """A valid handshake: send :attr:`response` and run :attr:`protocol`."""
+    """A valid handshake: the 101 to send and what was negotiated.
+
+    ``extensions`` are the negotiated extension objects (they hold the
+    per-connection compression state), in the order they apply.
+    """
 
     headers: list[tuple[str, str]]
-    protocol: ServerConnectionProtocol
     subprotocol: str | None
-    extensions: list[str]
+    extensions: list[Extension]
 
     @property
     def response(self) -> bytes:
@@ -75,7 +76,14 @@ class Reject:
 
     @property
     def body(self) -> bytes:
+        """The one-line plain-text body."""
         return (self.reason + "\n").encode("utf-8")
+
+    @property
+    def response(self) -> bytes:
+        """The complete HTTP response, for a connection already taken from its server."""
+        head = [f"HTTP/1.1 {self.status_line}", *(f"{n}: {v}" for n, v in self.wsgi_headers()), "Connection: close"]
+        return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + self.body
 
     def wsgi_headers(self) -> list[tuple[str, str]]:
         """Headers for ``start_response``: the body's type and length, then extras."""
@@ -209,28 +217,16 @@ def negotiate(environ: Mapping[str, Any], options: WebSocketOptions) -> Accept |
         logger.exception("origin or authorize hook raised; refusing the upgrade")
         return Reject(403, "WebSocket upgrade refused")
 
-    protocol = ServerConnectionProtocol(
-        extensions=_DEFLATE if options.compression else None,
-        max_size=options.max_message_size,
-        state=OPEN,
-        logger=logging.getLogger("ws4py_integrations.protocol"),
-    )
     try:
         subprotocol = _select_subprotocol(environ, options)
-        extensions_header, protocol.extensions = protocol.process_extensions(
-            Headers(
-                [("Sec-WebSocket-Extensions", environ["HTTP_SEC_WEBSOCKET_EXTENSIONS"])]
-                if environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS")
-                else []
-            )
+        extensions_header, extensions = _negotiate_extensions(
+            environ.get("HTTP_SEC_WEBSOCKET_EXTENSIONS"), _DEFLATE if options.compression else []
         )
     except InvalidHandshake as exc:
         return Reject(400, f"invalid WebSocket handshake header: {exc}")
     except Exception:
         logger.exception("subprotocol selection failed; refusing the upgrade")
         return Reject(400, "subprotocol negotiation failed")
-    protocol.subprotocol = subprotocol  # type: ignore[assignment]
-    protocol.origin = origin
 
     headers = [
         ("Upgrade", "websocket"),
@@ -242,4 +238,30 @@ def negotiate(environ: Mapping[str, Any], options: WebSocketOptions) -> Accept |
     if subprotocol is not None:
         headers.append(("Sec-WebSocket-Protocol", subprotocol))
     headers.extend(options.extra_headers)
-    return Accept(headers, protocol, subprotocol, [ext.name for ext in protocol.extensions])
+    return Accept(headers, subprotocol, extensions)
+
+
+def _negotiate_extensions(
+    header: str | None, factories: Sequence[ServerExtensionFactory]
+) -> tuple[str | None, list[Extension]]:
+    """Accept each offered extension the first matching factory agrees to (RFC 6455 9.1).
+
+    The server may only select from the client's offers, in the client's
+    order; an offer no factory accepts is ignored.
+    """
+    if not header or not factories:
+        return None, []
+    accepted: list[Extension] = []
+    answers: list[ExtensionHeader] = []
+    for name, params in parse_extension(header):
+        for factory in factories:
+            if factory.name != name:
+                continue
+            try:
+                response_params, extension = factory.process_request_params(params, accepted)
+            except NegotiationError:
+                continue
+            answers.append((name, response_params))
+            accepted.append(extension)
+            break
+    return (build_extension(answers) if answers else None), accepted

@@ -1,62 +1,42 @@
-"""The WSGI side: an upgrade application and a routing middleware.
+"""The WSGI side: the upgrade application and the routing middleware.
 
-Server adapters reach this code through one contract: they put an object
-implementing :class:`ServerConnection` in the environ under
-:data:`CONNECTION_KEY`. The application validates the handshake, takes the
-connection with :meth:`ServerConnection.detach`, writes the 101 itself (so no
-server adds Content-Length or Transfer-Encoding to it) and hands the socket,
-with every byte the server had already read, to a manager.
+The flow is one way::
+
+    server adapter ──Handover──▶ WebSocketWSGIApplication ──Connection──▶ Manager
+                                 (handshake, 101 or refusal)              (runs it)
+
+:meth:`WebSocketWSGIApplication.__call__` validates the handshake
+(:func:`~ws4py_integrations.handshake.negotiate`); a refusal is an ordinary
+WSGI response. An accepted upgrade takes the connection from the server
+(:meth:`Handover.detach <ws4py_integrations.adapter.Handover.detach>`),
+builds the handler, writes the 101 itself (so no server adds
+Content-Length or Transfer-Encoding to it) and hands the connection, with
+every byte the server had already read, to :meth:`Manager.run
+<ws4py_integrations.Manager.run>`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from .adapter import HANDOVER_KEY, Handover
+from .connection import Connection
 from .handshake import Accept, Reject, negotiate
 from .manager import Manager, ThreadedManager
 from .options import WebSocketOptions
 from .websocket import WebSocket
 
-__all__ = [
-    "CONNECTION_KEY",
-    "ServerConnection",
-    "WebSocketMiddleware",
-    "WebSocketWSGIApplication",
-    "default_manager",
-]
+__all__ = ["WebSocketMiddleware", "WebSocketWSGIApplication", "default_manager"]
 
 logger = logging.getLogger("ws4py_integrations.middleware")
 
-#: Environ key under which a server adapter publishes its :class:`ServerConnection`.
-CONNECTION_KEY = "ws4py_integrations.connection"
-#: Environ key set on a successful upgrade: the new :class:`WebSocket`.
-WEBSOCKET_KEY = "ws4py_integrations.websocket"
-
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-@runtime_checkable
-class ServerConnection(Protocol):
-    """The adapter contract: how the middleware takes a connection from a server.
-
-    ``manager`` is the manager that should run connections of this server
-    (``None`` to use the middleware's own or the process default).
-
-    ``detach()`` takes the connection from the server and returns the socket
-    plus every byte the server read past the request head. Afterwards the
-    server must not read, write, close or reuse that connection, and must
-    ignore whatever the application returns for this request.
-    """
-
-    manager: Manager | None
-
-    def detach(self) -> tuple[socket.socket, bytes]: ...
-
 
 #: Keys other servers use to expose the raw client socket (recognized, not used).
 _RAW_SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
@@ -74,9 +54,18 @@ def default_manager() -> Manager:
         return _default_manager
 
 
-def _reject(result: Reject, start_response: StartResponse) -> list[bytes]:
+def _respond(result: Reject, start_response: StartResponse) -> list[bytes]:
     start_response(result.status_line, result.wsgi_headers())
     return [result.body]
+
+
+def _refuse_detached(sock: socket.socket, result: Reject) -> None:
+    """Answer a connection already taken from its server, and close it."""
+    # OSError: the client is gone; closing is all that is left.
+    with contextlib.suppress(OSError):
+        sock.settimeout(5.0)
+        sock.sendall(result.response)
+    sock.close()
 
 
 class WebSocketWSGIApplication:
@@ -102,7 +91,21 @@ class WebSocketWSGIApplication:
         self.options = WebSocketOptions.from_kwargs(options, **kwargs)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        result = self.check(environ)
+        if isinstance(result, Reject):
+            return _respond(result, start_response)
+        self.upgrade(environ, result)
+        # The adapter ignores the response of a detached connection; this
+        # status is only what the server's access log shows.
+        start_response("101 Switching Protocols", [])
+        return []
+
+    def check(self, environ: Mapping[str, Any]) -> Accept | Reject:
+        """Everything decided before the connection is taken: the handshake, and
+        whether this server and manager can take it (501, 503). Logs refusals."""
         result = negotiate(environ, self.options)
+        if isinstance(result, Accept):
+            result = self._check_server(environ, result)
         if isinstance(result, Reject):
             logger.info(
                 "refused WebSocket upgrade from %s to %s: %d %s",
@@ -111,9 +114,11 @@ class WebSocketWSGIApplication:
                 result.status,
                 result.reason,
             )
-            return _reject(result, start_response)
-        server_conn = environ.get(CONNECTION_KEY)
-        if server_conn is None:
+        return result
+
+    def _check_server(self, environ: Mapping[str, Any], accept: Accept) -> Accept | Reject:
+        handover = environ.get(HANDOVER_KEY)
+        if handover is None:
             raw_key = next((key for key in _RAW_SOCKET_KEYS if key in environ), None)
             if raw_key is not None:
                 # The raw socket alone is not enough: the server's reader may
@@ -127,30 +132,51 @@ class WebSocketWSGIApplication:
                     environ.get("PATH_INFO"),
                     raw_key,
                 )
-                return _reject(Reject(501, f"{raw_key} is not enough to hand over a connection safely"), start_response)
+                return Reject(501, f"{raw_key} is not enough to hand over a connection safely")
             logger.error(
                 "cannot upgrade %s: the server publishes no %r; run the application on a "
                 "ws4py_integrations server adapter (wsgiref, cherrypy, gevent)",
                 environ.get("PATH_INFO"),
-                CONNECTION_KEY,
+                HANDOVER_KEY,
             )
-            return _reject(Reject(501, "this server cannot hand over connections for WebSocket"), start_response)
-        self.upgrade(environ, result, server_conn)
-        # The adapter ignores the response of a detached connection; this
-        # status is only what the server's access log shows.
-        start_response("101 Switching Protocols", [])
-        return []
+            return Reject(501, "this server cannot hand over connections for WebSocket")
+        if not self._manager_for(handover).accepting:
+            return Reject(503, "server shutting down")
+        return accept
 
-    def upgrade(self, environ: dict[str, Any], accept: Accept, server_conn: ServerConnection) -> WebSocket | None:
-        """Detach the connection, send the 101 and hand it to the manager."""
-        sock, buffered = server_conn.detach()
-        manager = self.manager if self.manager is not None else server_conn.manager
-        if manager is None:
-            manager = default_manager()
-        websocket = manager.add(sock, buffered, accept, self.handler_cls, environ, self.options)
-        if websocket is not None:
-            environ[WEBSOCKET_KEY] = websocket
-        return websocket
+    def _manager_for(self, handover: Handover) -> Manager:
+        if self.manager is not None:
+            return self.manager
+        return handover.manager if handover.manager is not None else default_manager()
+
+    def upgrade(self, environ: Mapping[str, Any], accept: Accept) -> WebSocket | None:
+        """Take the connection of an accepted handshake (see :meth:`check`), send
+        the 101 and hand it to the manager.
+
+        Returns the new WebSocket, or ``None`` when none came of it: the
+        handler's constructor raised (the client gets a 500) or the client
+        left during the handshake.
+        """
+        handover: Handover = environ[HANDOVER_KEY]
+        manager = self._manager_for(handover)
+        sock, buffered = handover.detach()
+        try:
+            conn = Connection(sock, accept, self.options, environ, manager, self.handler_cls)
+        except Exception:
+            logger.exception("%s() raised; refusing the upgrade", self.handler_cls.__name__)
+            _refuse_detached(sock, Reject(500, "the WebSocket handler could not be created"))
+            return None
+        try:
+            sock.setblocking(True)
+            sock.sendall(accept.response)
+        except OSError as exc:
+            logger.info("%s: client %s left during the handshake: %s", conn.id, environ.get("REMOTE_ADDR"), exc)
+            sock.close()
+            return None
+        logger.debug("%s: upgraded %s for %s", conn.id, environ.get("PATH_INFO"), environ.get("REMOTE_ADDR"))
+        manager.run(conn, buffered)
+        handover.upgraded(conn.websocket)
+        return conn.websocket
 
 
 class WebSocketMiddleware:

@@ -14,22 +14,26 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Generator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
+from websockets.typing import LoggerLike
 
 from ._websockets import fragmented_size, reset_fragmented_size
 from .events import Message, Pong
+
+if TYPE_CHECKING:
+    from .handshake import Accept
 
 try:  # websockets' C unmasking; the pure-Python one where it is not built
     from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
-__all__ = ["ServerConnectionProtocol"]
+__all__ = ["MessageProtocol"]
 
 
 class _Reader(StreamReader):
@@ -98,8 +102,20 @@ OP_CONT, OP_TEXT, OP_BINARY = Opcode.CONT, Opcode.TEXT, Opcode.BINARY
 OP_CLOSE, OP_PING, OP_PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
 
 
-class ServerConnectionProtocol(ServerProtocol):
-    """A server-side protocol whose ``inbox`` collects :class:`Message` and :class:`Pong`."""
+class MessageProtocol(ServerProtocol):
+    """websockets' server-side protocol, assembling messages: ``inbox`` collects
+    :class:`Message` and :class:`Pong` events (see :mod:`ws4py_integrations._websockets`
+    for the internals it relies on)."""
+
+    @classmethod
+    def accepted(
+        cls, accept: Accept, max_message_size: int | None, logger: LoggerLike | None = None
+    ) -> MessageProtocol:
+        """The protocol of a connection whose handshake ``accept`` concluded."""
+        protocol = cls(max_size=max_message_size, state=State.OPEN, logger=logger)
+        protocol.extensions = list(accept.extensions)
+        protocol.subprotocol = accept.subprotocol  # type: ignore[assignment]
+        return protocol
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -7,7 +7,7 @@ Install the ``redis`` extra (``pip install ws4py_integrations[redis]``)::
 
     manager = ThreadedManager(broker=RedisBroker.from_url("redis://localhost:6379/0"))
 
-Every process built this way shares rooms: ``manager.publish(room, data)`` in
+Every process built this way shares rooms: ``manager.broadcast(data, room)`` in
 any of them reaches the room's members in all of them, and
 ``manager.broadcast(data)`` every connection of every process. A process
 without WebSockets publishes too (a cron job, a request in another app)::
@@ -58,6 +58,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from ._extras import missing_extra
 from .broker import BrokerError, BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ def _import_redis() -> Any:
     try:
         import redis
     except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise ImportError("RedisBroker needs redis-py: pip install 'ws4py_integrations[redis]'") from exc
+        raise missing_extra("RedisBroker", "redis", exc) from exc
     return redis
 
 
@@ -228,7 +229,7 @@ class RedisBroker:
         """
         message = _materialize(data)
         manager = self._manager
-        count = manager.deliver(room, message, exclude) if manager is not None else 0
+        count = manager.broadcast_local(message, room, exclude) if manager is not None else 0
         try:
             self._send(room, message)
         except BrokerError as exc:
@@ -315,7 +316,7 @@ class RedisBroker:
         lost_at: float | None = None
         attempts = 0
         while not self._closing.is_set():
-            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call]
+            pubsub = self._client.pubsub()  # type: ignore[no-untyped-call,unused-ignore]
             try:
                 pubsub.psubscribe(self._pattern)
                 while not self._closing.is_set():
@@ -390,7 +391,7 @@ class RedisBroker:
         if origin == self._origin:
             return  # published here: local members already have it
         try:
-            manager.deliver(room, message)
+            manager.broadcast_local(message, room)
         except Exception:
             logger.exception("delivering a message from %r failed", channel)
 

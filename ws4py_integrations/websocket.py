@@ -21,9 +21,12 @@ SendData = str | bytes | bytearray | memoryview | Iterable[str | bytes]
 class WebSocket:
     """A server-side WebSocket connection.
 
-    Subclass it and override the callbacks; the manager calls them one at a
-    time per connection, in order, on a worker (never on the I/O loop), so a
-    slow callback delays only its own connection.
+    Subclass it and override the callbacks. The manager calls them one at a
+    time per connection, in order. On :class:`~ws4py_integrations.ThreadedManager`
+    they run on the thread leading the I/O loop, which hands the loop to
+    another thread when a callback blocks; on
+    :class:`~ws4py_integrations.gevent.GeventManager` on a greenlet (or a
+    thread pool). Either way a slow callback delays only its own connection.
 
     ``send``, ``ping`` and ``close`` are safe to call from any thread: frames
     of concurrent messages never interleave. They never block on the network:
@@ -53,7 +56,13 @@ class WebSocket:
         """A pong arrived (an answer to :meth:`ping` or to a keepalive ping)."""
 
     def closed(self, code: int, reason: str = "") -> None:
-        """The connection is closed: the peer's close code, ours, or 1006 if it dropped."""
+        """The connection is closed.
+
+        ``code`` is the peer's close code when it sent one, else ours when
+        the peer never answered it, else 1006 (the connection dropped). When
+        the server closes (1001 on shutdown), a client that answers with its
+        own code (often 1000) is reported with that code.
+        """
 
     # -- actions ---------------------------------------------------------------------
 
@@ -64,7 +73,7 @@ class WebSocket:
         ``binary=True`` sends a ``str`` as a binary message (UTF-8 encoded);
         ``binary=False`` sends bytes as text (they must be UTF-8).
 
-        Raises :class:`~ws4py_integrations.ConnectionClosed` once closing.
+        Raises :class:`~ws4py_integrations.WebSocketClosed` once closing.
         """
         if binary is True and isinstance(data, str):
             data = data.encode()
@@ -80,8 +89,13 @@ class WebSocket:
         """Start the closing handshake; :meth:`closed` follows. Idempotent."""
         self._connection.close(code, reason)
 
+    def terminate(self) -> None:
+        """Drop the TCP connection now, without a closing handshake; :meth:`closed`
+        follows (with 1006 unless a close frame was exchanged). Idempotent."""
+        self._connection.abort()
+
     def join(self, room: str) -> None:
-        """Join ``room``: :meth:`Manager.publish` to it reaches this connection."""
+        """Join ``room``: :meth:`Manager.broadcast` to it reaches this connection."""
         self.manager.join(self, room)
 
     def leave(self, room: str) -> None:
@@ -91,7 +105,7 @@ class WebSocket:
     @property
     def rooms(self) -> frozenset[str]:
         """The rooms this connection is in."""
-        return frozenset(self._connection.rooms)
+        return self.manager.rooms_of(self)
 
     # -- state ---------------------------------------------------------------------
 

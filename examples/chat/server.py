@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from ws4py_integrations import ConnectionClosed, Manager, Message, WebSocket, WebSocketError, WebSocketMiddleware
+from ws4py_integrations import Manager, Message, WebSocket, WebSocketClosed, WebSocketError, WebSocketMiddleware
 from ws4py_integrations.middleware import StartResponse, WSGIApp
 
 from .protocol import (
@@ -297,7 +297,7 @@ class ChatWebSocket(WebSocket):
     def _publish(self, room: str, data: str, exclude: Iterable[WebSocket] = ()) -> None:
         """``manager.publish``, telling the sender if a cross-process broker failed."""
         try:
-            self.manager.publish(room, data, exclude=exclude)
+            self.manager.broadcast(data, room, exclude=exclude)
         except WebSocketError as exc:
             # A broker that cannot reach its server raises after delivering
             # here: this process's members have it, other processes may not.
@@ -306,7 +306,7 @@ class ChatWebSocket(WebSocket):
 
     def send_json(self, obj: dict[str, Any]) -> None:
         # The user may have left meanwhile; closed() cleans up.
-        with contextlib.suppress(ConnectionClosed):
+        with contextlib.suppress(WebSocketClosed):
             self.send(_dump(obj))
 
     def send_error(self, error: ChatError) -> None:

@@ -29,7 +29,7 @@ class BroadcastWebSocket(WebSocket):
         self.join(self.room)
 
     def received_message(self, message: Message) -> None:
-        self.manager.publish(self.room, message.data)
+        self.manager.broadcast(message.data, self.room)
 
 
 PAGE = b"""<!doctype html>

@@ -7,12 +7,17 @@ import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import cheroot.server
-import cheroot.wsgi
-import cherrypy
-from cherrypy.process import plugins
-
+from .._extras import missing_extra
 from ..manager import Manager, ThreadedManager
+
+try:
+    import cheroot.server
+    import cheroot.wsgi
+    import cherrypy
+    from cherrypy.process import plugins
+except ImportError as exc:
+    raise missing_extra("ws4py_integrations.cherrypy.WebSocketPlugin", "cherrypy", exc) from exc
+
 from .server import install_gateway
 from .tool import WebSocketTool
 

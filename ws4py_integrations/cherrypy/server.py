@@ -2,8 +2,7 @@
 
 cheroot calls its WSGI application through a *gateway* class, chosen per
 server (``server.gateway``). :func:`websocket_gateway` derives a gateway that
-publishes the adapter contract (:data:`~ws4py_integrations.CONNECTION_KEY`)
-in the environ; :func:`install_gateway` puts it on a server, and
+offers each connection for a handover (:mod:`ws4py_integrations.adapter`); :func:`install_gateway` puts it on a server, and
 :class:`WSGIServer` is a :class:`cheroot.wsgi.Server` with it installed.
 
 Detaching a request uses cheroot's own per-request and per-connection flags,
@@ -27,15 +26,20 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-import cheroot.server
-import cheroot.wsgi
-
+from .._extras import missing_extra
+from .._signals import DEFAULT_SIGNALS, stop_on_signals
+from ..adapter import HANDOVER_KEY, Handover, take_buffered
 from ..manager import Manager, ThreadedManager
-from ..middleware import CONNECTION_KEY, WSGIApp
+from ..middleware import WSGIApp
+
+try:
+    import cheroot.server
+    import cheroot.wsgi
+except ImportError as exc:
+    raise missing_extra("ws4py_integrations.cherrypy", "cherrypy", exc) from exc
 
 __all__ = ["WSGIServer", "WebSocketGatewayMixin", "install_gateway", "websocket_gateway"]
 
@@ -49,8 +53,8 @@ def _discard(chunk: bytes) -> None:
     """The WSGI ``write`` of a detached request: the bytes go nowhere."""
 
 
-class _Connection:
-    """The adapter contract for one cheroot request."""
+class _Handover(Handover):
+    """One cheroot request's connection."""
 
     def __init__(self, req: cheroot.server.HTTPRequest, manager_source: Callable[[], Manager | None]) -> None:
         self._req = req
@@ -62,6 +66,10 @@ class _Connection:
         # Looked up when the application upgrades: plain requests never
         # touch it, and an upgrade gets the manager current at that moment.
         return self._manager_source()
+
+    @manager.setter
+    def manager(self, manager: Manager | None) -> None:
+        self._manager_source = lambda: manager
 
     def detach(self) -> tuple[socket.socket, bytes]:
         if self.detached:
@@ -76,24 +84,11 @@ class _Connection:
         req.sent_headers = True
         conn.linger = True
         rfile = conn.rfile
-        # What the reader buffered past the request head, without touching
-        # the socket: bytes still in the kernel or in the TLS object are read
-        # by the manager (which drains a TLS socket's pending bytes itself).
-        buffered = b""
-        has_data = getattr(rfile, "has_data", None)
-        if has_data is not None:
-            if has_data():
-                buffered = bytes(rfile.peek(0))
-        else:
-            # Not cheroot's reader: a non-blocking peek returns its buffer
-            # without waiting for more.
-            sock.setblocking(False)
-            with contextlib.suppress(BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                buffered = bytes(rfile.peek(1))
+        buffered = take_buffered(rfile, sock)
         # Closing the file objects leaves the socket open (they do not own it)
         # and tells cheroot's shutdown that this connection is none of its business.
         for stream in (rfile, conn.wfile):
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(OSError, ValueError):
                 stream.close()
         # cheroot's read timeout must not apply to a long-lived WebSocket.
         sock.settimeout(None)
@@ -109,7 +104,7 @@ class WebSocketGatewayMixin:
     req: cheroot.server.HTTPRequest
     _ws_base: type[cheroot.wsgi.Gateway]
     _ws_manager: ManagerSource = None
-    _ws_connection: _Connection | None = None
+    _ws_handover: _Handover | None = None
 
     def get_environ(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environ()  # type: ignore[misc]
@@ -117,8 +112,8 @@ class WebSocketGatewayMixin:
         # (cheroot's "builtin" TLS adapter), not pyOpenSSL connections. Without
         # the key, an upgrade is refused with 501 and a clear log message.
         if isinstance(self.req.conn.socket, socket.socket):
-            self._ws_connection = _Connection(self.req, self._current_manager)
-            environ[CONNECTION_KEY] = self._ws_connection
+            self._ws_handover = _Handover(self.req, self._current_manager)
+            environ[HANDOVER_KEY] = self._ws_handover
         return environ
 
     def _current_manager(self) -> Manager | None:
@@ -130,7 +125,7 @@ class WebSocketGatewayMixin:
     @property
     def detached(self) -> bool:
         """Whether the application took this request's connection."""
-        return self._ws_connection is not None and self._ws_connection.detached
+        return self._ws_handover is not None and self._ws_handover.detached
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: Any = None
@@ -150,7 +145,7 @@ class WebSocketGatewayMixin:
 def websocket_gateway(
     base: type[cheroot.wsgi.Gateway] = cheroot.wsgi.Gateway_10, manager: ManagerSource = None
 ) -> type[cheroot.wsgi.Gateway]:
-    """A subclass of the cheroot gateway ``base`` that publishes the adapter contract.
+    """A subclass of the cheroot gateway ``base`` that offers connections for a handover.
 
     ``manager`` is the :class:`~ws4py_integrations.Manager` offered to the
     application, or a callable returning it at each request (``None``: the
@@ -179,7 +174,8 @@ class WSGIServer(cheroot.wsgi.Server):
 
     It owns a manager (``manager`` or a new :class:`ThreadedManager`);
     :meth:`stop` closes every WebSocket with 1001, stops the manager and then
-    the HTTP server. Other arguments are those of :class:`cheroot.wsgi.Server`.
+    the HTTP server; :meth:`run` serves until a signal, then stops. Other
+    arguments are those of :class:`cheroot.wsgi.Server`.
     """
 
     def __init__(
@@ -190,7 +186,14 @@ class WSGIServer(cheroot.wsgi.Server):
         install_gateway(self, self.manager)
 
     def stop(self) -> None:
+        """Close every WebSocket with 1001 (waiting for the closing handshakes), then stop serving."""
         try:
             self.manager.stop()
         finally:
             super().stop()
+
+    def run(self, signals: Iterable[int] = DEFAULT_SIGNALS) -> None:
+        """Serve until one of ``signals`` (SIGTERM, SIGINT) arrives, then :meth:`stop`.
+        Call it on the main thread."""
+        with stop_on_signals(self.stop, signals):
+            self.safe_start()

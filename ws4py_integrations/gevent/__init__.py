@@ -8,20 +8,21 @@
   (imported on first use, so gunicorn is needed only for it).
 
 Importing :mod:`ws4py_integrations` never imports gevent; importing this
-package does not monkey-patch anything.
+package does not monkey-patch anything. Without gevent installed it raises
+an :class:`ImportError` that names the extra to install.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .manager import GeventManager, HandlerMode
-from .server import WebSocketHandler, WSGIServer
+from ..manager.gevent import GeventManager, HandlerMode
+from .server import WebSocketHandler, WSGIServer, server_manager
 
 if TYPE_CHECKING:
     from .gunicorn import GunicornWorker
 
-__all__ = ["GeventManager", "GunicornWorker", "HandlerMode", "WSGIServer", "WebSocketHandler"]
+__all__ = ["GeventManager", "GunicornWorker", "HandlerMode", "WSGIServer", "WebSocketHandler", "server_manager"]
 
 
 def __getattr__(name: str) -> Any:

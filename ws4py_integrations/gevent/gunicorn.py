@@ -17,11 +17,15 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import gevent
-from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
-
-from .manager import GeventManager
+from .._extras import missing_extra
+from ..manager.gevent import GeventManager
 from .server import WebSocketHandler, WSGIServer
+
+try:
+    import gevent
+    from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler, PyWSGIServer
+except ImportError as exc:
+    raise missing_extra("ws4py_integrations.gevent.GunicornWorker", "gunicorn", exc) from exc
 
 __all__ = ["GunicornHandler", "GunicornWorker"]
 

@@ -1,4 +1,4 @@
-"""The ``gevent.pywsgi`` side: a handler class that publishes the adapter contract.
+"""The ``gevent.pywsgi`` side: a handler class that offers connections for a handover.
 
 pywsgi ends every request by reading once more from the socket and closing
 it, and its ``StreamServer`` closes the socket when the handler returns. The
@@ -13,18 +13,24 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
+from collections.abc import Iterable
 from typing import Any
 
-import gevent
-from gevent import pywsgi
-
+from .._extras import missing_extra
+from .._signals import DEFAULT_SIGNALS
+from ..adapter import HANDOVER_KEY, Handover, take_buffered
 from ..manager import Manager
-from ..middleware import CONNECTION_KEY, WEBSOCKET_KEY
-from .manager import GeventManager
 
-__all__ = ["WSGIServer", "WebSocketHandler"]
+try:
+    import gevent
+    from gevent import pywsgi
+except ImportError as exc:
+    raise missing_extra("ws4py_integrations.gevent", "gevent", exc) from exc
+
+from ..manager.gevent import GeventManager
+
+__all__ = ["WSGIServer", "WebSocketHandler", "server_manager"]
 
 logger = logging.getLogger("ws4py_integrations.gevent")
 
@@ -34,7 +40,9 @@ _manager_lock = threading.Lock()
 
 
 def server_manager(server: Any) -> Manager:
-    """The manager of ``server``'s WebSockets: ``server.ws4py_manager``, created on first use."""
+    """The manager of a pywsgi ``server``'s WebSockets (``server.ws4py_manager``),
+    created on first use: call ``server_manager(server).stop()`` to close them
+    with 1001 before stopping a stock pywsgi server."""
     manager: Manager | None = getattr(server, MANAGER_ATTRIBUTE, None)
     if manager is None:
         with _manager_lock:
@@ -52,12 +60,12 @@ class _DetachedInput:
         pass
 
 
-class _Connection:
-    """The adapter contract for one pywsgi request."""
+class _Handover(Handover):
+    """One pywsgi request's connection."""
 
     def __init__(self, handler: WebSocketHandler, manager: Manager) -> None:
         self._handler = handler
-        self.manager: Manager | None = manager
+        self.manager = manager
 
     def detach(self) -> tuple[socket.socket, bytes]:
         handler = self._handler
@@ -68,20 +76,14 @@ class _Connection:
         # pywsgi must neither read the request body, nor do its final recv, nor close.
         handler.socket = None
         handler.wsgi_input = _DetachedInput()
-        # Non-blocking, peek() returns what the reader buffered past the
-        # request head without waiting for more.
-        sock.setblocking(False)
-        try:
-            buffered = rfile.peek()
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            buffered = b""
+        buffered = take_buffered(rfile, sock)
         # Drops the reader's reference to the socket (it does not close it).
         rfile.close()
-        return sock, bytes(buffered)
+        return sock, buffered
 
 
 class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
-    """``gevent.pywsgi.WSGIHandler`` plus the ws4py_integrations adapter contract.
+    """``gevent.pywsgi.WSGIHandler`` that can hand its connection to a WebSocket.
 
     Use it as ``pywsgi.WSGIServer(address, app, handler_class=WebSocketHandler)``.
     The server's WebSockets run on ``server.ws4py_manager`` (a
@@ -90,10 +92,11 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
     """
 
     ws_detached = False
+    _ws_handover: _Handover | None = None
 
     def get_environ(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environ()
-        environ[CONNECTION_KEY] = _Connection(self, server_manager(self.server))
+        self._ws_handover = environ[HANDOVER_KEY] = _Handover(self, server_manager(self.server))
         return environ
 
     def process_result(self) -> None:
@@ -118,24 +121,23 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
 
     def _park(self) -> None:
         """Keep this request greenlet until the WebSocket no longer needs the socket."""
-        environ = self.environ or {}
-        websocket = environ.get(WEBSOCKET_KEY)
+        handover = self._ws_handover
+        websocket = handover.websocket if handover is not None else None
         if websocket is None:
             return  # the upgrade failed; the middleware closed the socket
-        conn = websocket._connection
         manager = websocket.manager
         try:
-            if isinstance(manager, GeventManager) and manager._in_hub_thread():
-                manager.wait_released(conn)
+            if isinstance(manager, GeventManager):
+                manager.wait_released(websocket)
             else:
-                # Another kind of manager (or another hub's): poll until it is done.
-                while not conn.finalized:
+                # A thread-based manager: waiting on its lock would block the
+                # hub, so poll until it is done with the socket.
+                while not manager.wait_released(websocket, 0):
                     gevent.sleep(0.25)
-                gevent.sleep(0.25)
         except BaseException:
             # Killed (server stop timeout, worker exit): the server closes the
             # socket after us, so drop the WebSocket first.
-            conn.abort()
+            websocket.terminate()
             raise
 
 
@@ -144,8 +146,9 @@ class WSGIServer(pywsgi.WSGIServer):  # type: ignore[misc]
 
     ``manager`` defaults to a new :class:`GeventManager`. :meth:`close` and
     :meth:`stop` close every WebSocket with 1001 (``stop`` waits for the
-    closing handshakes, up to the largest ``close_timeout``). TLS takes
-    pywsgi's arguments (``keyfile``/``certfile`` or ``ssl_context``).
+    closing handshakes, up to the largest ``close_timeout``); :meth:`run`
+    serves until SIGTERM or Ctrl-C, then stops. TLS takes pywsgi's arguments
+    (``keyfile``/``certfile`` or ``ssl_context``).
     """
 
     handler_class = WebSocketHandler
@@ -176,3 +179,16 @@ class WSGIServer(pywsgi.WSGIServer):  # type: ignore[misc]
         if stopper is not None and stopper is not gevent.getcurrent():
             stopper.join()
         super().stop(timeout)
+
+    def run(self, signals: Iterable[int] = DEFAULT_SIGNALS) -> None:
+        """Serve until one of ``signals`` (SIGTERM, SIGINT) arrives, then :meth:`stop`."""
+        watchers = [gevent.signal_handler(sig, self._stop_on_signal) for sig in signals]
+        try:
+            self.serve_forever()
+        finally:
+            for watcher in watchers:
+                watcher.cancel()
+
+    def _stop_on_signal(self) -> None:
+        logger.info("signal received: stopping (WebSockets get 1001)")
+        self.stop()

@@ -1,9 +1,10 @@
-"""The manager interface: what every backend (threads, greenlets) offers.
+"""The manager: runs every WebSocket connection of a process, on a backend.
 
-A manager runs every detached connection of a process. The shared logic
-(registry, broadcast, close_all, stop, stats) lives here; a backend supplies
-the waiting: socket readiness, timers and the per-connection callback queue
-(see :class:`~ws4py_integrations.connection.Backend`).
+What every backend shares lives here: the registry of connections, rooms,
+broadcast, stopping, statistics, and the ordered per-connection queue of
+callbacks. A backend (threads and selectors, or greenlets) supplies the
+waiting: socket readiness, timers, and where a connection's queue runs
+(:meth:`Manager._run_queue` is how it runs one).
 """
 
 from __future__ import annotations
@@ -11,62 +12,39 @@ from __future__ import annotations
 import abc
 import contextlib
 import logging
-import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..broker import Broker, InProcessBroker
 from ..connection import Connection, TimerHandle, encode_frames
+from ..exceptions import WebSocketClosed
 
 if TYPE_CHECKING:
-    from ..handshake import Accept
-    from ..options import WebSocketOptions
     from ..websocket import SendData, WebSocket
 
 __all__ = ["Manager"]
 
 logger = logging.getLogger("ws4py_integrations.manager")
 
+# Callbacks a connection runs in one turn before others get theirs.
+BATCH = 64
 
-# Server plumbing that means nothing once the connection is a WebSocket, and
-# that would keep the server's request objects (and their buffers) alive.
-_PLUMBING = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_integrations.connection"})
-
-
-def _connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
-    """The environ a WebSocket keeps: the request's, less the server's stream
-    objects and the copy of the process environment some servers (wsgiref) add."""
-    process = os.environ
-    return {
-        key: value
-        for key, value in environ.items()
-        if key not in _PLUMBING and not (key in process and process[key] == value)
-    }
-
-
-def _refuse(sock: socket.socket, status: str, reason: str) -> None:
-    """Answer a detached connection with a plain HTTP error and close it."""
-    body = (reason + "\n").encode()
-    head = f"HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    # OSError: the client is gone; closing is all that is left.
-    with contextlib.suppress(OSError):
-        sock.settimeout(5.0)
-        sock.sendall(head.encode("latin-1") + body)
-    sock.close()
+_Callback = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
 class Manager(abc.ABC):
-    """Runs detached WebSocket connections; thread-safe.
+    """Runs WebSocket connections; thread-safe.
 
-    Use :class:`~ws4py_integrations.manager.ThreadedManager` (selectors and
-    worker threads) or, under gevent, ``ws4py_integrations.gevent.GeventManager``.
+    Use :class:`~ws4py_integrations.ThreadedManager` (selectors and threads)
+    or, under gevent, :class:`~ws4py_integrations.gevent.GeventManager`.
 
-    ``broker`` carries :meth:`publish` and :meth:`broadcast`: by default an
-    :class:`~ws4py_integrations.broker.InProcessBroker` (this process only);
-    a :class:`~ws4py_integrations.redis_broker.RedisBroker` reaches the same
+    ``broker`` carries :meth:`broadcast`: by default an
+    :class:`~ws4py_integrations.InProcessBroker` (this process only); a
+    :class:`~ws4py_integrations.redis_broker.RedisBroker` reaches the same
     rooms in every process subscribed to the same Redis.
     """
 
@@ -80,11 +58,21 @@ class Manager(abc.ABC):
         # Totals of connections already gone, so stats() stays cumulative.
         self._gone = {"messages_in": 0, "messages_out": 0, "bytes_in": 0, "bytes_out": 0}
         self._accepted = 0
+        # Room membership, both ways, guarded by the registry lock; a
+        # connection in no room has no entry.
         self._rooms: dict[str, dict[Connection, None]] = {}
+        self._memberships: dict[Connection, set[str]] = {}
+        # Callbacks waiting per connection; a connection has an entry only
+        # while its queue is being run (the entry goes when it runs empty).
+        self._queues: dict[Connection, deque[_Callback]] = {}
+        self._queue_lock = threading.Lock()
+        # Connections whose socket is watched for writability (set and
+        # cleared under the connection's lock).
+        self._writing: set[Connection] = set()
 
     @property
     def broker(self) -> Broker:
-        """What :meth:`publish` and :meth:`broadcast` go through (see :mod:`ws4py_integrations.broker`).
+        """What :meth:`broadcast` goes through (see :mod:`ws4py_integrations.broker`).
 
         Settable until the manager starts (for a manager made by someone
         else, e.g. a gunicorn worker's in its ``post_worker_init`` hook).
@@ -100,8 +88,13 @@ class Manager(abc.ABC):
 
     # -- lifecycle ---------------------------------------------------------------
 
+    @property
+    def accepting(self) -> bool:
+        """Whether new connections are taken (``False`` once :meth:`stop` was called)."""
+        return not self._stopped
+
     def start(self) -> None:
-        """Start the backend (idempotent); :meth:`add` calls it when needed."""
+        """Start the backend (idempotent); :meth:`run` calls it when needed."""
         with self._registry_lock:
             if self._started:
                 return
@@ -130,7 +123,7 @@ class Manager(abc.ABC):
                 conn.abort()
             self.wait_closed(2.0)
         self._stop_backend()
-        # After every closed() callback ran: their publishes still went out.
+        # After every closed() callback ran: their broadcasts still went out.
         self.broker.close()
 
     def wait_closed(self, timeout: float | None = None) -> bool:
@@ -146,52 +139,45 @@ class Manager(abc.ABC):
 
     # -- connections ---------------------------------------------------------------
 
-    def add(
-        self,
-        sock: socket.socket,
-        buffered: bytes,
-        accept: Accept,
-        handler_cls: type[WebSocket],
-        environ: Mapping[str, Any],
-        options: WebSocketOptions,
-    ) -> WebSocket | None:
-        """Take over ``sock``: create the handler, send the 101 and run the connection.
+    def run(self, conn: Connection, buffered: bytes = b"") -> None:
+        """Run ``conn``, whose 101 has been sent; ``buffered`` are bytes the
+        server read past the request head (processed before anything else).
 
-        ``buffered`` are bytes the server read past the request head. Returns
-        ``None`` when no WebSocket came of it: the handler's constructor
-        raised (the client gets a 500), the manager is stopping (503), or the
-        client left during the handshake.
+        A manager that was stopped meanwhile drops the connection (1006).
         """
         self.start()
-        conn = Connection(sock, accept.protocol, options, _connection_environ(environ), self)
-        try:
-            websocket = handler_cls(conn, self)
-        except Exception:
-            logger.exception("%s() raised; refusing the upgrade", handler_cls.__name__)
-            _refuse(sock, "500 Internal Server Error", "the WebSocket handler could not be created")
-            return None
-        conn.websocket = websocket
         with self._registry_lock:
-            stopping = self._stopped
-        if stopping:
-            _refuse(sock, "503 Service Unavailable", "server shutting down")
-            return None
-        try:
-            # The 101 is written here, after the handler exists: a failure
-            # above still gets an HTTP answer rather than a dead connection.
-            sock.setblocking(True)
-            sock.sendall(accept.response)
-            # Frames are coalesced here already; Nagle would only add latency.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError as exc:
-            logger.info("client %s left during the handshake: %s", environ.get("REMOTE_ADDR"), exc)
-            sock.close()
-            return None
-        with self._registry_lock:
-            self._registry[conn] = None
-            self._accepted += 1
+            if self._stopped:
+                stopped = True
+            else:
+                stopped = False
+                self._registry[conn] = None
+                self._accepted += 1
+        if stopped:
+            logger.info("%s: dropped: the manager stopped during the handshake", conn.id)
+            conn.sock.close()
+            return
+        # Frames are coalesced already; Nagle would only add latency.
+        # OSError: not TCP (a socket pair) or already gone: nothing to tune.
+        with contextlib.suppress(OSError):
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._watch(conn, buffered)
-        return websocket
+
+    def wait_released(self, websocket: WebSocket, timeout: float | None = None) -> bool:
+        """Wait until the manager is done with ``websocket``'s socket; ``False`` on timeout.
+
+        For adapters whose server must keep something alive (a request
+        greenlet) while the connection runs.
+        """
+        conn = websocket._connection
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._registry_empty:
+            while conn in self._registry:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._registry_empty.wait(remaining)
+        return True
 
     def _snapshot(self) -> list[Connection]:
         with self._registry_lock:
@@ -200,7 +186,7 @@ class Manager(abc.ABC):
     @property
     def websockets(self) -> list[WebSocket]:
         """Open connections (a snapshot)."""
-        return [c.websocket for c in self._snapshot() if not c.finalized and c.websocket is not None]
+        return [c.websocket for c in self._snapshot() if not c.finalized]
 
     def __len__(self) -> int:
         return sum(1 for c in self._snapshot() if not c.finalized)
@@ -209,82 +195,33 @@ class Manager(abc.ABC):
         # A manager with no connections is still a manager (``manager or default``).
         return True
 
-    def broadcast(self, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
-        """Send one message to every open connection but ``exclude``, through the broker
-        (with a cross-process broker: every connection of every process).
+    # -- sending to many ---------------------------------------------------------------
 
-        Returns how many connections of this process got it. The frame is
-        encoded once and shared by every connection that did not negotiate
-        compression (compressed streams have per-connection state).
-        """
-        return self.broker.publish(None, data, exclude)
-
-    # -- rooms ----------------------------------------------------------------------
-
-    def join(self, websocket: WebSocket, room: str) -> None:
-        """Add ``websocket`` to ``room``; it leaves every room when it closes."""
-        conn = websocket._connection
-        with self._registry_lock:
-            if conn.finalized or conn not in self._registry:
-                return
-            self._rooms.setdefault(room, {})[conn] = None
-            conn.add_room(room)
-
-    def leave(self, websocket: WebSocket, room: str) -> None:
-        """Remove ``websocket`` from ``room`` (no error if it is not a member)."""
-        with self._registry_lock:
-            self._leave_locked(websocket._connection, room)
-
-    def _leave_locked(self, conn: Connection, room: str) -> None:
-        members = self._rooms.get(room)
-        if members is not None:
-            members.pop(conn, None)
-            if not members:
-                del self._rooms[room]
-        conn.discard_room(room)
-
-    def publish(self, room: str, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
-        """Send one message to the members of ``room`` but ``exclude``, through the broker
-        (with a cross-process broker: the members in every process).
+    def broadcast(self, data: SendData, room: str | None = None, exclude: Iterable[WebSocket] = ()) -> int:
+        """Send one message to every open connection (or every member of ``room``)
+        but ``exclude``, through the broker: with a cross-process broker, in
+        every process.
 
         Returns how many connections of this process got it. A broker that
         cannot reach other processes raises
-        :class:`~ws4py_integrations.broker.BrokerError` (members in this
-        process have the message by then) or logs it, as configured.
+        :class:`~ws4py_integrations.BrokerError` (connections of this process
+        have the message by then) or logs it, as configured.
         """
         return self.broker.publish(room, data, exclude)
 
-    def deliver(self, room: str | None, data: SendData, exclude: Iterable[WebSocket] = ()) -> int:
-        """Send one message to this process's members of ``room`` (``None``: every
-        connection) but ``exclude``; returns how many got it.
+    def broadcast_local(self, data: SendData, room: str | None = None, exclude: Iterable[WebSocket] = ()) -> int:
+        """:meth:`broadcast` to this process's connections only, never through
+        the broker: what brokers call. Returns how many got it.
 
-        What brokers call: it never goes through the broker. The frame is
-        encoded once for all of them.
+        The frame is encoded once and shared by every connection that did
+        not negotiate compression (compressed streams have per-connection
+        state).
         """
         if room is None:
-            return self._send_to(self._snapshot(), data, exclude)
-        with self._registry_lock:
-            members = list(self._rooms.get(room, ()))
-        return self._send_to(members, data, exclude)
-
-    def members(self, room: str) -> list[WebSocket]:
-        """Open connections of this process in ``room`` (a snapshot)."""
-        with self._registry_lock:
-            conns = list(self._rooms.get(room, ()))
-        return [c.websocket for c in conns if not c.finalized and c.websocket is not None]
-
-    def rooms(self) -> dict[str, int]:
-        """Every room with open connections of this process, with their count."""
-        with self._registry_lock:
-            counts = {room: sum(1 for c in members if not c.finalized) for room, members in self._rooms.items()}
-        return {room: count for room, count in counts.items() if count}
-
-    def count(self, room: str) -> int:
-        """How many open connections of this process are in ``room``."""
-        with self._registry_lock:
-            return sum(1 for c in self._rooms.get(room, ()) if not c.finalized)
-
-    def _send_to(self, conns: Iterable[Connection], data: SendData, exclude: Iterable[WebSocket]) -> int:
+            conns = self._snapshot()
+        else:
+            with self._registry_lock:
+                conns = list(self._rooms.get(room, ()))
         excluded = {id(ws) for ws in exclude}
         frames = encode_frames(data)
         plain: bytes | None = None
@@ -300,10 +237,64 @@ class Manager(abc.ABC):
                         plain = b"".join(frame.serialize(mask=False) for frame in frames)
                     if not conn.send_encoded(plain):
                         continue
-                count += 1
-            except Exception as exc:  # one bad connection must not stop a broadcast
-                logger.debug("broadcast skipped %s: %s", conn.peer_address, exc)
+            except WebSocketClosed:
+                continue  # it closed meanwhile
+            except Exception:
+                # A bug for one connection must not stop the others from getting it.
+                logger.warning("%s: broadcast failed", conn.id, exc_info=True)
+                continue
+            count += 1
         return count
+
+    # -- rooms ----------------------------------------------------------------------
+
+    def join(self, websocket: WebSocket, room: str) -> None:
+        """Add ``websocket`` to ``room``; it leaves every room when it closes."""
+        conn = websocket._connection
+        with self._registry_lock:
+            if conn.finalized or conn not in self._registry:
+                return
+            self._rooms.setdefault(room, {})[conn] = None
+            self._memberships.setdefault(conn, set()).add(room)
+
+    def leave(self, websocket: WebSocket, room: str) -> None:
+        """Remove ``websocket`` from ``room`` (no error if it is not a member)."""
+        with self._registry_lock:
+            self._leave_locked(websocket._connection, room)
+
+    def _leave_locked(self, conn: Connection, room: str) -> None:
+        members = self._rooms.get(room)
+        if members is not None:
+            members.pop(conn, None)
+            if not members:
+                del self._rooms[room]
+        joined = self._memberships.get(conn)
+        if joined is not None:
+            joined.discard(room)
+            if not joined:
+                del self._memberships[conn]
+
+    def rooms_of(self, websocket: WebSocket) -> frozenset[str]:
+        """The rooms ``websocket`` is in."""
+        with self._registry_lock:
+            return frozenset(self._memberships.get(websocket._connection, ()))
+
+    def members(self, room: str) -> list[WebSocket]:
+        """Open connections of this process in ``room`` (a snapshot)."""
+        with self._registry_lock:
+            conns = list(self._rooms.get(room, ()))
+        return [c.websocket for c in conns if not c.finalized]
+
+    def rooms(self) -> dict[str, int]:
+        """Every room with open connections of this process, with their count."""
+        with self._registry_lock:
+            counts = {room: sum(1 for c in members if not c.finalized) for room, members in self._rooms.items()}
+        return {room: count for room, count in counts.items() if count}
+
+    def count(self, room: str) -> int:
+        """How many open connections of this process are in ``room``."""
+        with self._registry_lock:
+            return sum(1 for c in self._rooms.get(room, ()) if not c.finalized)
 
     def close_all(self, code: int = 1001, reason: str = "") -> None:
         """Start the closing handshake on every connection."""
@@ -321,22 +312,73 @@ class Manager(abc.ABC):
             totals["bytes_out"] += conn.bytes_out
         return {"connections": sum(1 for c in conns if not c.finalized), "accepted": self._accepted, **totals}
 
-    # -- Backend protocol, shared parts ------------------------------------------------
+    # -- what a Connection calls (its Backend) -------------------------------------------
+
+    def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
+        """Run ``func(*args)`` after every callback scheduled before for ``conn``."""
+        with self._queue_lock:
+            queue = self._queues.get(conn)
+            if queue is not None:
+                queue.append((func, args))
+                return
+            self._queues[conn] = deque(((func, args),))
+        self._queue_ready(conn)
+
+    def want_write(self, conn: Connection) -> None:
+        """Call ``conn.on_writable()`` when its socket can take more bytes (``conn.lock`` held)."""
+        if conn in self._writing or conn.finalized:
+            return
+        self._writing.add(conn)
+        self._watch_writable(conn)
+
+    def _flush_writable(self, conn: Connection) -> bool:
+        """The socket is writable (``conn.lock`` held): flush; ``True`` to keep watching."""
+        if conn.on_writable():
+            return True
+        self._writing.discard(conn)
+        return False
 
     def connection_lost(self, conn: Connection) -> None:
+        """Stop watching ``conn``'s socket and close it; forget ``conn`` after its ``closed()``."""
+        self._writing.discard(conn)
         self._unwatch(conn)
-        # Forget the connection after its closed() callback has run.
         self.schedule(conn, self._forget, conn)
 
     def _forget(self, conn: Connection) -> None:
         with self._registry_lock:
-            for room in list(conn.rooms):
+            for room in list(self._memberships.get(conn, ())):
                 self._leave_locked(conn, room)
             if self._registry.pop(conn, False) is None:
                 for key in self._gone:
                     self._gone[key] += getattr(conn, key)
-            if not self._registry:
-                self._registry_empty.notify_all()
+            self._registry_empty.notify_all()
+
+    def _run_queue(self, conn: Connection, yield_turn: Callable[[int], bool]) -> bool:
+        """Run ``conn``'s queued callbacks in order (for a backend).
+
+        Before each callback, with the queue lock held, ``yield_turn(done)``
+        may end the turn (``True``): the rest stays queued, and the backend
+        must call this again later for ``conn``. Returns ``True`` when the
+        turn was yielded, ``False`` once the queue ran empty (and was freed).
+        """
+        lock = self._queue_lock
+        queues = self._queues
+        with lock:
+            queue = queues[conn]
+        done = 0
+        while True:
+            with lock:
+                if not queue:
+                    del queues[conn]
+                    return False
+                if yield_turn(done):
+                    return True
+                func, args = queue.popleft()
+            try:
+                func(*args)
+            except Exception:
+                logger.exception("%s: callback %s failed", conn.id, getattr(func, "__qualname__", func))
+            done += 1
 
     # -- backend hooks -----------------------------------------------------------------
 
@@ -352,13 +394,16 @@ class Manager(abc.ABC):
 
     @abc.abstractmethod
     def _unwatch(self, conn: Connection) -> None:
-        """Stop watching the socket and close it."""
+        """Stop watching the socket and close it (from any thread)."""
 
     @abc.abstractmethod
-    def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None: ...
+    def _watch_writable(self, conn: Connection) -> None:
+        """Call :meth:`_flush_writable` whenever the socket is writable, until it returns ``False``."""
 
     @abc.abstractmethod
-    def want_write(self, conn: Connection) -> None: ...
+    def _queue_ready(self, conn: Connection) -> None:
+        """``conn`` has callbacks waiting: arrange for :meth:`_run_queue` to run them."""
 
     @abc.abstractmethod
-    def call_later(self, delay: float, func: Callable[[], Any]) -> TimerHandle: ...
+    def call_later(self, delay: float, func: Callable[[], Any]) -> TimerHandle:
+        """Run ``func()`` after ``delay`` seconds (from any thread)."""

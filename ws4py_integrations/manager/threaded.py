@@ -30,17 +30,16 @@ from typing import Any
 
 from ..broker import Broker
 from ..connection import Connection
-from .base import Manager
+from .base import BATCH, Manager
 
 __all__ = ["ThreadedManager"]
 
 logger = logging.getLogger("ws4py_integrations.manager")
 
-# Callbacks the leader runs for one connection before serving the next.
-_BATCH = 64
 
+class _HeapTimer:
+    """A :class:`~ws4py_integrations.connection.TimerHandle` in the loop's heap."""
 
-class _Timer:
     __slots__ = ("cancelled", "deadline", "func", "seq")
 
     def __init__(self, deadline: float, seq: int, func: Callable[[], Any]) -> None:
@@ -49,7 +48,7 @@ class _Timer:
         self.func = func
         self.cancelled = False
 
-    def __lt__(self, other: _Timer) -> bool:
+    def __lt__(self, other: _HeapTimer) -> bool:
         return (self.deadline, self.seq) < (other.deadline, other.seq)
 
     def cancel(self) -> None:
@@ -70,7 +69,7 @@ class ThreadedManager(Manager):
     ``max_workers`` bounds the threads: the one leading the loop plus those
     still inside a blocking callback. When all are taken, callbacks wait.
     ``handoff_after`` is how long a callback may run before the loop moves on
-    without it. ``broker`` carries publish and broadcast (see
+    without it. ``broker`` carries broadcasts (see
     :class:`~ws4py_integrations.Manager`).
     """
 
@@ -95,11 +94,12 @@ class ThreadedManager(Manager):
         self._woken = False
         self._ops: list[Callable[[], Any]] = []
         self._ops_lock = threading.Lock()
-        self._timers: list[_Timer] = []
+        self._timers: list[_HeapTimer] = []
         self._timers_pushed = 0
         self._seq = itertools.count()
-        # Guards the leader, the run list and every connection's callback queue.
-        self._lock = threading.Lock()
+        # The queue lock also guards the leader and the run list, so that a
+        # callback is taken and the leadership checked in one step.
+        self._lock = self._queue_lock
         self._leader: threading.Thread | None = None
         self._run_list: deque[Connection] = deque()
         self._busy_since: float | None = None
@@ -221,32 +221,26 @@ class ThreadedManager(Manager):
                     self._busy_since = None
                     return True
                 conn = run_list.popleft()
-            if self._drain(conn, me):
+            if self._run_turn(conn, me):
                 return False
 
-    def _drain(self, conn: Connection, me: threading.Thread) -> bool:
-        """Run ``conn``'s callbacks in order; ``True`` if this thread was demoted."""
-        queue = conn.callbacks
-        lock = self._lock
-        done = 0
-        while True:
-            with lock:
-                leading = self._leader is me
-                if not queue:
-                    conn.callbacks_running = False
-                    conn.release_callbacks()
-                    return not leading
-                if leading:
-                    if done >= _BATCH:
-                        self._run_list.append(conn)  # let the others have a turn
-                        return False
-                    self._busy_since = time.monotonic()
-                func, args = queue.popleft()
-            try:
-                func(*args)
-            except Exception:
-                logger.exception("callback failed")
-            done += 1
+    def _run_turn(self, conn: Connection, me: threading.Thread) -> bool:
+        """Run ``conn``'s callbacks; ``True`` if this thread was demoted meanwhile."""
+
+        def yield_turn(done: int) -> bool:
+            # With the lock held. A demoted thread finishes the queue it is in.
+            if self._leader is not me:
+                return False
+            if done >= BATCH:
+                self._run_list.append(conn)  # let the others have a turn
+                return True
+            self._busy_since = time.monotonic()
+            return False
+
+        if self._run_queue(conn, yield_turn):
+            return False
+        with self._lock:
+            return self._leader is not me
 
     def _drain_wake(self) -> None:
         try:
@@ -287,7 +281,7 @@ class ThreadedManager(Manager):
         with contextlib.suppress(OSError):
             self._wake_w.send(b"\0")
 
-    # -- Backend protocol ---------------------------------------------------------
+    # -- backend hooks ---------------------------------------------------------
 
     def _watch(self, conn: Connection, buffered: bytes) -> None:
         conn.sock.setblocking(False)
@@ -313,32 +307,25 @@ class ThreadedManager(Manager):
 
         self._call_soon(unregister)
 
-    def want_write(self, conn: Connection) -> None:
-        # Called with conn.lock held.
-        if conn.write_watched or conn.finalized:
-            return
-        conn.write_watched = True
-
+    def _watch_writable(self, conn: Connection) -> None:
         def watch() -> None:
             with conn.lock:
-                if not conn.finalized and conn.write_watched:
+                if not conn.finalized and conn in self._writing:
                     self._selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
 
         self._call_soon(watch)
 
     def _writable(self, conn: Connection) -> None:
         with conn.lock:
-            if conn.on_writable() or conn.finalized:
-                return
-            conn.write_watched = False
-            self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            if not self._flush_writable(conn) and not conn.finalized:
+                self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
 
-    def call_later(self, delay: float, func: Callable[[], Any]) -> _Timer:
-        timer = _Timer(time.monotonic() + delay, next(self._seq), func)
+    def call_later(self, delay: float, func: Callable[[], Any]) -> _HeapTimer:
+        timer = _HeapTimer(time.monotonic() + delay, next(self._seq), func)
         self._call_soon(lambda: self._push_timer(timer))
         return timer
 
-    def _push_timer(self, timer: _Timer) -> None:
+    def _push_timer(self, timer: _HeapTimer) -> None:
         timers = self._timers
         heapq.heappush(timers, timer)
         self._timers_pushed += 1
@@ -351,12 +338,8 @@ class ThreadedManager(Manager):
                 heapq.heapify(live)
                 self._timers = live
 
-    def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
+    def _queue_ready(self, conn: Connection) -> None:
         with self._lock:
-            conn.callbacks.append((func, args))
-            if conn.callbacks_running:
-                return
-            conn.callbacks_running = True
             if self._running:
                 self._run_list.append(conn)
                 if threading.current_thread() is self._leader:
@@ -366,6 +349,6 @@ class ThreadedManager(Manager):
                 inline = True
         if inline:
             # The loop is gone (stopped): run what is left here rather than lose it.
-            self._drain(conn, threading.current_thread())
+            self._run_queue(conn, lambda done: False)
         else:
             self._wake()

@@ -1,27 +1,31 @@
 """WebSocket on the standard library's ``wsgiref`` server.
 
 ``make_server(host, port, app)`` returns a threaded :class:`WSGIServer` whose
-request handler publishes the adapter contract. Plain HTTP is handled exactly
-as by stock ``wsgiref``; nothing is patched process-wide.
+request handler offers each connection for a handover
+(:mod:`ws4py_integrations.adapter`). Plain HTTP is handled exactly as by
+stock ``wsgiref``; nothing is patched process-wide. ``server.run()`` runs
+until SIGTERM or Ctrl-C, then closes every WebSocket with 1001.
 """
 
 from __future__ import annotations
 
 import socket
 import socketserver
-import ssl
 import threading
+from collections.abc import Iterable
 from typing import Any
 from wsgiref import simple_server
 
+from .._signals import DEFAULT_SIGNALS, stop_on_signals
+from ..adapter import HANDOVER_KEY, Handover, take_buffered
 from ..manager import Manager, ThreadedManager
-from ..middleware import CONNECTION_KEY, WSGIApp
+from ..middleware import WSGIApp
 
 __all__ = ["WSGIServer", "WebSocketWSGIRequestHandler", "make_server"]
 
 
-class _Connection:
-    """The adapter contract for one wsgiref request."""
+class _Handover(Handover):
+    """One wsgiref request's connection."""
 
     def __init__(self, handler: WebSocketWSGIRequestHandler, manager: Manager | None) -> None:
         self._handler = handler
@@ -34,15 +38,7 @@ class _Connection:
         server = handler.server
         if isinstance(server, WSGIServer):
             server.mark_detached(sock)
-        # Non-blocking, peek() returns what the reader buffered past the
-        # request head without waiting for more.
-        sock.setblocking(False)
-        try:
-            buffered = handler.rfile.peek()  # type: ignore[attr-defined]
-        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            # The reader's buffer was empty and the socket had nothing more.
-            buffered = b""
-        return sock, bytes(buffered)
+        return sock, take_buffered(handler.rfile, sock)
 
 
 class _ServerHandler(simple_server.ServerHandler):
@@ -79,7 +75,7 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
             return
         environ = self.get_environ()
         manager = self.server.manager if isinstance(self.server, WSGIServer) else None
-        environ[CONNECTION_KEY] = _Connection(self, manager)
+        environ[HANDOVER_KEY] = _Handover(self, manager)
         handler = _ServerHandler(
             self.rfile,
             self.wfile,  # type: ignore[arg-type]
@@ -94,7 +90,8 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
 class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
     """A threaded ``wsgiref`` server that owns a manager for its WebSockets.
 
-    :meth:`server_close` closes every WebSocket with 1001 and stops the manager.
+    :meth:`server_close` closes every WebSocket with 1001 and stops the
+    manager; :meth:`run` serves until a signal, then does so.
     """
 
     daemon_threads = True
@@ -121,8 +118,18 @@ class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
         super().shutdown_request(request)
 
     def server_close(self) -> None:
+        """Close every WebSocket with 1001 (waiting for the closing handshakes), then the socket."""
         self.manager.stop()
         super().server_close()
+
+    def run(self, signals: Iterable[int] = DEFAULT_SIGNALS) -> None:
+        """Serve until one of ``signals`` (SIGTERM, SIGINT) arrives, then close every
+        WebSocket with 1001 and the server. Call it on the main thread."""
+        with stop_on_signals(self.shutdown, signals):
+            try:
+                self.serve_forever()
+            finally:
+                self.server_close()
 
 
 def make_server(

@@ -26,22 +26,28 @@ for the hub from another thread goes through ``loop.run_callback_threadsafe``.
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import gevent
-import gevent.event
-import gevent.ssl
-from gevent import monkey
-
+from .._extras import missing_extra
 from ..broker import Broker
 from ..connection import Connection
-from ..manager.base import Manager
+from .base import BATCH, Manager
+
+try:
+    import gevent
+    import gevent.event
+    import gevent.ssl
+    from gevent import monkey
+except ImportError as exc:
+    raise missing_extra("ws4py_integrations.gevent", "gevent", exc) from exc
+
+if TYPE_CHECKING:
+    from ..websocket import WebSocket
 
 __all__ = ["GeventManager", "HandlerMode"]
 
@@ -49,8 +55,6 @@ logger = logging.getLogger("ws4py_integrations.gevent")
 
 HandlerMode = Literal["auto", "greenlets", "threads"]
 
-# Callbacks one greenlet or worker runs for a connection before letting others run.
-_BATCH = 64
 _READ, _WRITE = 1, 2
 # The real thread id, even when ``_thread`` is monkey-patched (then get_ident is per greenlet).
 _real_get_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
@@ -70,7 +74,7 @@ class _Cancelled(Exception):
     """Thrown into a reader or writer greenlet when its connection is closed."""
 
 
-class _Timer:
+class _HubTimer:
     """A :class:`~ws4py_integrations.connection.TimerHandle` on the hub."""
 
     __slots__ = ("cancelled", "func", "manager", "watcher")
@@ -133,7 +137,6 @@ class GeventManager(Manager):
         self._loop: Any = None
         self._hub_ident: int | None = None
         self._pool: ThreadPoolExecutor | None = None
-        self._queue_lock = threading.Lock()
         self._watches: dict[Connection, _Watch] = {}
         self._watches_lock = threading.Lock()
 
@@ -221,7 +224,7 @@ class GeventManager(Manager):
         else:
             self._loop.run_callback_threadsafe(gevent.spawn, func, *args)
 
-    # -- Backend protocol -------------------------------------------------------------
+    # -- backend hooks -------------------------------------------------------------
 
     def _watch(self, conn: Connection, buffered: bytes) -> None:
         conn.sock.setblocking(False)
@@ -249,16 +252,13 @@ class GeventManager(Manager):
         except (_Cancelled, gevent.GreenletExit):
             pass
         except Exception:
-            logger.exception("reader of %s failed; dropping the connection", conn.peer_address)
+            logger.exception("%s: reader failed; dropping the connection", conn.id)
             conn.abort()
         finally:
             watch.reader = None
 
-    def want_write(self, conn: Connection) -> None:
+    def _watch_writable(self, conn: Connection) -> None:
         # Called with conn.lock held, from any thread.
-        if conn.write_watched or conn.finalized:
-            return
-        conn.write_watched = True
         self._spawn(self._write_loop, conn)
 
     def _write_loop(self, conn: Connection) -> None:
@@ -274,15 +274,12 @@ class GeventManager(Manager):
             while True:
                 self._hub.wait(watcher)
                 with conn.lock:
-                    if conn.on_writable():
-                        continue
-                    if not conn.finalized:
-                        conn.write_watched = False
-                    return
+                    if not self._flush_writable(conn):
+                        return
         except (_Cancelled, gevent.GreenletExit):
             pass
         except Exception:
-            logger.exception("writer of %s failed; dropping the connection", conn.peer_address)
+            logger.exception("%s: writer failed; dropping the connection", conn.id)
             conn.abort()
         finally:
             watch.writer = None
@@ -306,48 +303,51 @@ class GeventManager(Manager):
             with conn.lock:
                 conn.sock.close()
         except OSError as exc:
-            logger.debug("closing the socket of %s: %s", conn.peer_address, exc)
+            logger.debug("%s: closing the socket: %s", conn.id, exc)
         if watch is not None:
             watch.released = True
             if watch.released_event is not None:
                 watch.released_event.set()
 
-    def wait_released(self, conn: Connection) -> None:
-        """Wait (in a greenlet of this manager's hub) until ``conn``'s socket is closed.
+    def wait_released(self, websocket: WebSocket, timeout: float | None = None) -> bool:
+        """Wait until ``websocket``'s socket is closed; ``False`` on timeout.
 
-        The gevent server adapter parks the request greenlet here, so the
-        server closes its socket only after the WebSocket is done with it.
+        In a greenlet of this manager's hub it waits cooperatively (the
+        gevent server adapter parks its request greenlet here, so pywsgi
+        closes its socket only after the WebSocket is done with it).
         """
+        if not self._in_hub_thread():
+            return super().wait_released(websocket, timeout)
         with self._watches_lock:
-            watch = self._watches.get(conn)
+            watch = self._watches.get(websocket._connection)
         if watch is None or watch.released:
-            return
+            return True
         if watch.released_event is None:
             watch.released_event = gevent.event.Event()
-        watch.released_event.wait()
+        return bool(watch.released_event.wait(timeout))
 
-    def call_later(self, delay: float, func: Callable[[], Any]) -> _Timer:
-        timer = _Timer(self, func)
+    def call_later(self, delay: float, func: Callable[[], Any]) -> _HubTimer:
+        timer = _HubTimer(self, func)
         if self._in_hub_thread():
             self._start_timer(timer, delay)
         else:
             self._loop.run_callback_threadsafe(self._start_timer, timer, delay)
         return timer
 
-    def _start_timer(self, timer: _Timer, delay: float) -> None:
+    def _start_timer(self, timer: _HubTimer, delay: float) -> None:
         if timer.cancelled:
             return
         watcher = timer.watcher = self._loop.timer(max(0.0, delay))
         watcher.start(self._timer_fired, timer)
 
-    def _timer_fired(self, timer: _Timer) -> None:
+    def _timer_fired(self, timer: _HubTimer) -> None:
         # In the hub greenlet: the function itself runs on a greenlet of its own.
         timer.watcher = None
         if not timer.cancelled:
             gevent.spawn(self._run_timer, timer)
 
     @staticmethod
-    def _run_timer(timer: _Timer) -> None:
+    def _run_timer(timer: _HubTimer) -> None:
         if timer.cancelled:
             return
         try:
@@ -355,44 +355,19 @@ class GeventManager(Manager):
         except Exception:
             logger.exception("timer callback failed")
 
-    def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
-        with self._queue_lock:
-            conn.callbacks.append((func, args))
-            if conn.callbacks_running:
-                return
-            conn.callbacks_running = True
-        self._submit(conn)
-
-    def _submit(self, conn: Connection) -> None:
+    def _queue_ready(self, conn: Connection) -> None:
         pool = self._pool
         if pool is None:
-            self._spawn(self._drain, conn)
+            self._spawn(self._run_turn, conn)
             return
         try:
-            pool.submit(self._drain, conn)
+            pool.submit(self._run_turn, conn)
         except RuntimeError:
             # The pool is shut down (manager stopped): run what is left here.
-            self._drain(conn, limit=None)
+            self._run_queue(conn, lambda done: False)
 
-    def _drain(self, conn: Connection, limit: int | None = _BATCH) -> None:
-        queue: collections.deque[tuple[Callable[..., Any], tuple[Any, ...]]] = conn.callbacks
-        done = 0
-        while True:
-            with self._queue_lock:
-                if not queue:
-                    conn.callbacks_running = False
-                    return
-                func, args = queue.popleft()
-            try:
-                func(*args)
-            except Exception:
-                logger.exception("internal callback failed")
-            done += 1
-            if limit is not None and done >= limit:
-                if self._pool is not None:
-                    # Give other connections a turn on this worker.
-                    self._submit(conn)
-                    return
-                # A greenlet: let the others run, then go on, still in order.
-                done = 0
-                gevent.sleep(0)
+    def _run_turn(self, conn: Connection) -> None:
+        # After a batch, the rest waits for a new greenlet or pool task:
+        # others get their turn, and this connection's order is kept.
+        if self._run_queue(conn, lambda done: done >= BATCH):
+            self._queue_ready(conn)

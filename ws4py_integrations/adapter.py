@@ -1,0 +1,82 @@
+"""The adapter contract: how a WSGI server hands a connection to the WebSockets.
+
+A server adapter does three things, nothing more:
+
+1. put a :class:`Handover` in the environ of every request, under
+   :data:`HANDOVER_KEY`;
+2. when the middleware calls :meth:`Handover.detach`, stop the server from
+   reading, writing, closing or reusing the connection, and return the
+   socket with every byte the server already read past the request head
+   (:func:`take_buffered` does the reading part for the usual readers);
+3. ignore whatever the application returns for that request.
+
+Everything else (the handshake, the 101 or the refusal, running the
+connection) belongs to :mod:`ws4py_integrations.middleware` and the manager.
+After the upgrade, :meth:`Handover.upgraded` tells the adapter which
+:class:`~ws4py_integrations.WebSocket` now owns the socket, for servers that
+must keep something alive until the manager is done with it (gevent parks
+its request greenlet: :meth:`Manager.wait_released
+<ws4py_integrations.Manager.wait_released>`).
+"""
+
+from __future__ import annotations
+
+import abc
+import socket
+import ssl
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .manager.base import Manager
+    from .websocket import WebSocket
+
+__all__ = ["HANDOVER_KEY", "Handover", "take_buffered"]
+
+#: Environ key under which a server adapter publishes its :class:`Handover`.
+HANDOVER_KEY = "ws4py_integrations.handover"
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class Handover(abc.ABC):
+    """One request's connection, as a server adapter offers it to the middleware.
+
+    ``manager`` is the manager that should run the connection (``None``: the
+    application's own or the process default); :attr:`websocket` is set once
+    the upgrade succeeded.
+    """
+
+    manager: Manager | None = None
+    websocket: WebSocket | None = None
+
+    @abc.abstractmethod
+    def detach(self) -> tuple[socket.socket, bytes]:
+        """Take the connection from the server: the socket and the bytes it buffered.
+
+        Afterwards the server must not read, write, close or reuse the
+        connection, and must ignore the application's response.
+        """
+
+    def upgraded(self, websocket: WebSocket) -> None:
+        """The upgrade succeeded: ``websocket`` owns the socket now."""
+        self.websocket = websocket
+
+
+def take_buffered(reader: Any, sock: socket.socket) -> bytes:
+    """The bytes a server's ``reader`` holds past the request head, without waiting.
+
+    Works with cheroot's reader (``has_data()`` / ``peek()``, which never
+    touches the socket) and with :class:`io.BufferedReader` (``peek()``
+    returns its buffer, or reads once: the socket is made non-blocking first
+    so that it never waits). Bytes still inside a TLS object are drained by
+    the manager, which reads TLS sockets until they have nothing pending.
+    """
+    has_data = getattr(reader, "has_data", None)
+    if has_data is not None:
+        return bytes(reader.peek(0)) if has_data() else b""
+    sock.setblocking(False)
+    try:
+        return bytes(reader.peek())
+    except _WOULD_BLOCK:
+        # The reader's buffer was empty and the socket had nothing more.
+        return b""
