@@ -12,10 +12,10 @@ from typing import Any
 
 from tests.apps import wait_event_in
 from ws4py_integrations import (
-    ConnectionClosed,
     Manager,
     Message,
     WebSocket,
+    WebSocketClosed,
     WebSocketMiddleware,
     WebSocketWSGIApplication,
 )
@@ -74,7 +74,7 @@ class Hostile(WebSocket):
                     for _ in range(min(count, _FLOOD_MAX_MESSAGES)):
                         self.send(payload)
                         sent += 1
-                except ConnectionClosed:
+                except WebSocketClosed:
                     _record("flood-stopped", self.environ["PATH_INFO"], sent)
                     return
                 _record("flood-done", self.environ["PATH_INFO"], sent)

@@ -5,7 +5,7 @@
   be an ``Accept`` or a 4xx ``Reject`` with a one-line reason.
 - :func:`frames_target` negotiates a connection (with or without
   permessage-deflate, with one of several size limits) and feeds the bytes,
-  in fuzzed chunks, to its ``ServerConnectionProtocol``; then drains
+  in fuzzed chunks, to its ``MessageProtocol``; then drains
   ``inbox`` and ``data_to_send``. Half of the inputs are read as a list of
   frame descriptions and serialized (masked, optionally compressed) so the
   fuzzer reaches deep states (fragments, deflate, closing) quickly.
@@ -21,6 +21,7 @@ from websockets.protocol import State
 
 from ws4py_integrations import Accept, Message, Pong, Reject, WebSocketOptions, negotiate
 from ws4py_integrations.handshake import Accept as _Accept
+from ws4py_integrations.protocol import MessageProtocol
 
 __all__ = ["Bytes", "frames_target", "handshake_target"]
 
@@ -174,7 +175,7 @@ def _structured(src: Bytes, deflate: bool) -> bytes:
 
 
 def _feed(accept: _Accept, src: Bytes, stream: bytes | None = None) -> None:
-    protocol = accept.protocol
+    protocol = MessageProtocol.accepted(accept, 2**20)
     if stream is None:
         stream = src.rest()
     chunks = Bytes(stream)

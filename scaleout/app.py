@@ -86,9 +86,7 @@ class RoomCommands(WebSocket):
         self, room: str | None, data: str | bytes | list[str], exclude: Iterable[WebSocket] = ()
     ) -> int | None:
         try:
-            if room is None:
-                return self.manager.broadcast(data, exclude)
-            return self.manager.publish(room, data, exclude)
+            return self.manager.broadcast(data, room, exclude=exclude)
         except BrokerError as exc:
             self.send(f"error:{type(exc).__name__}:{exc}")
             return None

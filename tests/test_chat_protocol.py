@@ -340,8 +340,8 @@ class FlakyBrokerManager(ThreadedManager):
 
     failing = False
 
-    def publish(self, room: str, data: Any, exclude: Any = ()) -> int:
-        count = super().publish(room, data, exclude)
+    def broadcast(self, data: Any, room: str | None = None, *, exclude: Any = ()) -> int:
+        count = super().broadcast(data, room, exclude=exclude)
         if self.failing:
             raise WebSocketError("broker unreachable")
         return count

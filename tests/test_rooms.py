@@ -236,7 +236,7 @@ class RecordingBroker:
     def publish(self, room: str | None, data: Any, exclude: Any = ()) -> int:
         exclude = list(exclude)
         self.published.append((room, data, exclude))
-        return 0 if self.manager is None else self.manager.broadcast_local(data, room, exclude)
+        return 0 if self.manager is None else self.manager.broadcast_local(data, room, exclude=exclude)
 
     def close(self) -> None:
         self.closed = True

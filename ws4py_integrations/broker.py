@@ -77,7 +77,7 @@ class InProcessBroker:
         manager = self._manager
         if manager is None:
             return 0
-        return manager.broadcast_local(data, room, exclude)
+        return manager.broadcast_local(data, room, exclude=exclude)
 
     def close(self) -> None:
         pass

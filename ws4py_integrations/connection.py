@@ -352,9 +352,9 @@ class Connection:
         with self.lock:
             if self._close_queued or self.finalized or self._over_send_limit():
                 raise self._closed_error()
-            if logger.isEnabledFor(logging.DEBUG):
+            if _protocol_logger.isEnabledFor(logging.DEBUG):
                 for frame in frames:
-                    logger.debug("%s > %s", self.id, frame)
+                    _protocol_logger.debug("%s > %s", self.id, frame)
             extensions = self.protocol.extensions
             for frame in frames:
                 if extensions or len(frame.data) < _COALESCE:
@@ -372,8 +372,8 @@ class Connection:
         with self.lock:
             if self._close_queued or self.finalized or self._over_send_limit():
                 return False
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s > %d encoded bytes", self.id, len(frame))
+            if _protocol_logger.isEnabledFor(logging.DEBUG):
+                _protocol_logger.debug("%s > %d bytes of an encoded broadcast", self.id, len(frame))
             self._queue(frame)
             self.messages_out += 1
             self._flush()
@@ -428,23 +428,33 @@ class Connection:
                 self._eof_pending = True
         self._flush()
 
+    def _send(self, send: Callable[[Any], int], data: Any) -> int:
+        """One non-blocking write; 0 when the socket took nothing (the caller
+        stops: writability is being watched, or the connection is aborted)."""
+        try:
+            sent = send(data)
+        except _WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            logger.debug("%s: send failed: %s", self.id, exc)
+            self.abort()
+            return 0
+        if not sent:
+            # Nothing taken (gevent's non-blocking SSLSocket.send() returns 0
+            # where the standard library raises SSLWantWriteError): a TLS
+            # write must be retried with the same buffer.
+            self._head_tried = True
+            self.backend.want_write(self)
+        return sent
+
     def _flush(self) -> None:
         out = self._out
         sock = self.sock
         while out:
             if len(out) > 1 and self._gather and not self.is_tls:
                 # Plain sockets: one gathering write, no joining copy.
-                try:
-                    sent = sock.sendmsg(list(itertools.islice(out, 0, 64)))
-                except _WOULD_BLOCK:
-                    self.backend.want_write(self)
-                    return
-                except OSError as exc:
-                    logger.debug("%s: send failed: %s", self.id, exc)
-                    self.abort()
-                    return
+                sent = self._send(sock.sendmsg, list(itertools.islice(out, 0, 64)))
                 if not sent:
-                    self.backend.want_write(self)
                     return
                 self.bytes_out += sent
                 self.out_size -= sent
@@ -466,21 +476,8 @@ class Connection:
                     size += len(part)
                 out.appendleft(b"".join(parts))
             head = out[0]
-            try:
-                sent = sock.send(head)
-            except _WOULD_BLOCK:
-                self._head_tried = True
-                self.backend.want_write(self)
-                return
-            except OSError as exc:
-                logger.debug("%s: send failed: %s", self.id, exc)
-                self.abort()
-                return
+            sent = self._send(sock.send, head)
             if not sent:
-                # Nothing taken: gevent's non-blocking SSLSocket.send() returns 0
-                # where the standard library raises SSLWantWriteError.
-                self._head_tried = True
-                self.backend.want_write(self)
                 return
             self._head_tried = False
             self.bytes_out += sent

@@ -229,7 +229,7 @@ class RedisBroker:
         """
         message = _materialize(data)
         manager = self._manager
-        count = manager.broadcast_local(message, room, exclude) if manager is not None else 0
+        count = manager.broadcast_local(message, room, exclude=exclude) if manager is not None else 0
         try:
             self._send(room, message)
         except BrokerError as exc:

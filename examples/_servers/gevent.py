@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 from typing import Any
 
@@ -56,7 +55,6 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
         _restart_patched()
         logger.info("gevent: not monkey-patched; WebSocket handlers run on OS threads")
 
-    import gevent
     import gevent.ssl
 
     from ws4py_integrations.gevent import WSGIServer
@@ -72,12 +70,7 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
         ssl_args["ssl_context"] = context
     server = WSGIServer((host, port), app, environ={"SERVER_NAME": host}, **ssl_args)
     server.start()
-    # On the hub: serve_forever() returns after close(), then stop() closes WebSockets with 1001.
-    handlers = [gevent.signal_handler(sig, server.close) for sig in (signal.SIGINT, signal.SIGTERM)]
-    try:
-        if ready is not None:
-            ready(server.address[:2])
-        server.serve_forever()
-    finally:
-        for handler in handlers:
-            handler.cancel()
+    if ready is not None:
+        ready(server.address[:2])
+    # Until SIGTERM or Ctrl-C; then every WebSocket gets 1001.
+    server.run()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ssl
-import threading
 from typing import Any
 
 from ws4py_integrations.wsgiref import make_server
 
-from . import Ready, wait_for_stop_signal
+from . import Ready
 
 
 def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, ready: Ready | None = None) -> None:
@@ -22,13 +21,7 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
         context.num_tickets = 0
         server.socket = context.wrap_socket(server.socket, server_side=True)
         server.base_environ["wsgi.url_scheme"] = "https"
-    thread = threading.Thread(target=server.serve_forever, name="wsgiref-serve", daemon=True)
-    thread.start()
     if ready is not None:
         ready(server.server_address[:2])
-    try:
-        wait_for_stop_signal()
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    # Until SIGTERM or Ctrl-C; then every WebSocket gets 1001.
+    server.run()

@@ -295,7 +295,7 @@ class ChatWebSocket(WebSocket):
         self._publish(DIRECTORY, _dump({"type": "rooms", "rooms": self.directory()}))
 
     def _publish(self, room: str, data: str, exclude: Iterable[WebSocket] = ()) -> None:
-        """``manager.publish``, telling the sender if a cross-process broker failed."""
+        """``manager.broadcast`` to ``room``, telling the sender if a cross-process broker failed."""
         try:
             self.manager.broadcast(data, room, exclude=exclude)
         except WebSocketError as exc:

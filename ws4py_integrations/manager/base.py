@@ -36,6 +36,13 @@ BATCH = 64
 _Callback = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
+def _check_room(room: object) -> None:
+    # A list of connections given where the room goes would silently be a
+    # room nobody is in.
+    if room is not None and not isinstance(room, str):
+        raise TypeError(f"room must be a str or None, not {type(room).__name__} (exclude= is keyword-only)")
+
+
 class Manager(abc.ABC):
     """Runs WebSocket connections; thread-safe.
 
@@ -197,7 +204,7 @@ class Manager(abc.ABC):
 
     # -- sending to many ---------------------------------------------------------------
 
-    def broadcast(self, data: SendData, room: str | None = None, exclude: Iterable[WebSocket] = ()) -> int:
+    def broadcast(self, data: SendData, room: str | None = None, *, exclude: Iterable[WebSocket] = ()) -> int:
         """Send one message to every open connection (or every member of ``room``)
         but ``exclude``, through the broker: with a cross-process broker, in
         every process.
@@ -207,9 +214,10 @@ class Manager(abc.ABC):
         :class:`~ws4py_integrations.BrokerError` (connections of this process
         have the message by then) or logs it, as configured.
         """
+        _check_room(room)
         return self.broker.publish(room, data, exclude)
 
-    def broadcast_local(self, data: SendData, room: str | None = None, exclude: Iterable[WebSocket] = ()) -> int:
+    def broadcast_local(self, data: SendData, room: str | None = None, *, exclude: Iterable[WebSocket] = ()) -> int:
         """:meth:`broadcast` to this process's connections only, never through
         the broker: what brokers call. Returns how many got it.
 
@@ -217,6 +225,7 @@ class Manager(abc.ABC):
         not negotiate compression (compressed streams have per-connection
         state).
         """
+        _check_room(room)
         if room is None:
             conns = self._snapshot()
         else:

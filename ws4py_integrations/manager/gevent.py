@@ -26,10 +26,11 @@ for the hub from another thread goes through ``loop.run_callback_threadsafe``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -238,22 +239,35 @@ class GeventManager(Manager):
         conn.start(buffered)
         self._spawn(self._read_loop, conn)
 
-    def _read_loop(self, conn: Connection) -> None:
+    def _live_watch(self, conn: Connection) -> _Watch | None:
         with self._watches_lock:
             watch = self._watches.get(conn)
-        if watch is None or conn.finalized:
+        return None if watch is None or conn.finalized else watch
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _io_greenlet(conn: Connection, role: str) -> Iterator[None]:
+        """Around a reader's or writer's loop: its end when the connection
+        closes is normal, anything else drops the connection."""
+        try:
+            yield
+        except (_Cancelled, gevent.GreenletExit):
+            pass
+        except Exception:
+            logger.exception("%s: %s failed; dropping the connection", conn.id, role)
+            conn.abort()
+
+    def _read_loop(self, conn: Connection) -> None:
+        watch = self._live_watch(conn)
+        if watch is None:
             return
         watch.reader = gevent.getcurrent()
         watcher = watch.read_watcher = self._loop.io(conn.sock.fileno(), _READ)
         try:
-            # Read first: TLS may already hold decrypted bytes the socket will not signal.
-            while conn.read():
-                self._hub.wait(watcher)
-        except (_Cancelled, gevent.GreenletExit):
-            pass
-        except Exception:
-            logger.exception("%s: reader failed; dropping the connection", conn.id)
-            conn.abort()
+            with self._io_greenlet(conn, "reader"):
+                # Read first: TLS may already hold decrypted bytes the socket will not signal.
+                while conn.read():
+                    self._hub.wait(watcher)
         finally:
             watch.reader = None
 
@@ -262,25 +276,20 @@ class GeventManager(Manager):
         self._spawn(self._write_loop, conn)
 
     def _write_loop(self, conn: Connection) -> None:
-        with self._watches_lock:
-            watch = self._watches.get(conn)
-        if watch is None or conn.finalized:
+        watch = self._live_watch(conn)
+        if watch is None:
             return
         watch.writer = gevent.getcurrent()
         if watch.write_watcher is None:
             watch.write_watcher = self._loop.io(conn.sock.fileno(), _WRITE)
         watcher = watch.write_watcher
         try:
-            while True:
-                self._hub.wait(watcher)
-                with conn.lock:
-                    if not self._flush_writable(conn):
-                        return
-        except (_Cancelled, gevent.GreenletExit):
-            pass
-        except Exception:
-            logger.exception("%s: writer failed; dropping the connection", conn.id)
-            conn.abort()
+            with self._io_greenlet(conn, "writer"):
+                while True:
+                    self._hub.wait(watcher)
+                    with conn.lock:
+                        if not self._flush_writable(conn):
+                            return
         finally:
             watch.writer = None
 
