@@ -30,10 +30,10 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.frames import Frame, Opcode  # noqa: E402
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
-from tests import apps  # noqa: E402
-from tests.client import RawClient, handshake_request  # noqa: E402
-from tests.servers import RunningServer, TLSFiles  # noqa: E402
-from tests.servers.cherrypy import run_cherrypy  # noqa: E402
+from tests.support import app as apps  # noqa: E402
+from tests.support.client import RawClient, handshake_request  # noqa: E402
+from tests.support.servers import RunningServer, TLSFiles  # noqa: E402
+from tests.support.servers.cherrypy import run_cherrypy  # noqa: E402
 from ws4py_integrations import WebSocket  # noqa: E402
 from ws4py_integrations.cherrypy import WebSocketPlugin, WebSocketTool, WSGIServer  # noqa: E402
 

@@ -33,11 +33,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 
-from tests import apps
 from tests import test_behaviour as behaviour
-from tests.client import RawClient
-from tests.servers import RunningServer, TLSFiles
-from tests.servers.gevent import serve
+from tests.support import app as apps
+from tests.support.client import RawClient
+from tests.support.servers import RunningServer, TLSFiles
+from tests.support.servers.gevent import serve
 from ws4py_integrations import Message, WebSocket, WebSocketMiddleware
 from ws4py_integrations.gevent import GeventManager, WebSocketHandler, WSGIServer
 
@@ -367,12 +367,12 @@ def test_echo_example_on_gevent(transport: str, tls_files: TLSFiles) -> None:
 
 @contextmanager
 def gunicorn(*extra: str, context: ssl.SSLContext | None = None) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """A real gunicorn (one GunicornWorker) on a free port, serving tests.gunicorn_app:app."""
+    """A real gunicorn (one GunicornWorker) on a free port, serving tests.support.gunicorn_app:app."""
     command = [
         sys.executable, "-m", "gunicorn",
         "-k", "ws4py_integrations.gevent.GunicornWorker",
         "-b", "127.0.0.1:0", "-w", "1", "--no-control-socket", "--graceful-timeout", "20",
-        *extra, "tests.gunicorn_app:app",
+        *extra, "tests.support.gunicorn_app:app",
     ]  # fmt: skip
     proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     assert proc.stderr is not None
