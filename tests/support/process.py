@@ -125,9 +125,11 @@ class ServerProcess:
                 self._wait_ready_line(deadline, timeout)
             while self.probe is not None and not self.probe(self):
                 if self.process.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited at start ({self.process.returncode}); log: {self.log()}")
+                    raise RuntimeError(
+                        f"{self.name} exited at start ({self.process.returncode}); log: {self.log()[-4000:]}"
+                    )
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{self.name} was not ready within {timeout}s; log: {self.log()}")
+                    raise TimeoutError(f"{self.name} was not ready within {timeout}s; log: {self.log()[-4000:]}")
                 time.sleep(0.05)
         except BaseException:
             self.stop()
@@ -139,9 +141,11 @@ class ServerProcess:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise TimeoutError(f"{self.name} printed no ready line within {timeout}s; log: {self.log()}") from None
+                raise TimeoutError(
+                    f"{self.name} printed no ready line within {timeout}s; log: {self.log()[-4000:]}"
+                ) from None
             if line is None:
-                raise RuntimeError(f"{self.name} exited at start; log: {self.log()}")
+                raise RuntimeError(f"{self.name} exited at start; log: {self.log()[-4000:]}")
             match = self.ready.search(line)
             if match:
                 groups = match.groupdict()
@@ -190,11 +194,11 @@ class ServerProcess:
         return self.process.wait(timeout)
 
     def log(self) -> str:
-        """What the process logged so far (the tail)."""
+        """What the process logged so far."""
         if self.log_path is None:
             return "(not logged)"
         try:
-            return self.log_path.read_text(errors="replace")[-4000:]
+            return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
 
