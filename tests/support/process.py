@@ -87,6 +87,8 @@ class ServerProcess:
         self.host = "127.0.0.1"
         self.port = port
         self.process: subprocess.Popen[str] | None = None
+        #: The ready line's match (its other groups, e.g. a URL).
+        self.ready_match: re.Match[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
 
     @property
@@ -148,8 +150,9 @@ class ServerProcess:
                 raise RuntimeError(f"{self.name} exited at start; log: {self.log()[-4000:]}")
             match = self.ready.search(line)
             if match:
+                self.ready_match = match
                 groups = match.groupdict()
-                self.port = int(groups["port"])
+                self.port = int(groups["port"]) if groups.get("port") else self.port
                 self.host = groups.get("host") or self.host
                 return
 
