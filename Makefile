@@ -18,8 +18,8 @@ echo: setup
 # The whole test suite, as CI runs it: lint, types, tests, docs.
 test:
 	@bash scripts/setup.sh --test
-	$(PY) -m ruff check ws4py_integrations examples tests bench conformance hardening scaleout
-	$(PY) -m ruff format --check ws4py_integrations examples tests bench conformance hardening scaleout
+	$(PY) -m ruff check ws4py_integrations examples tests tools
+	$(PY) -m ruff format --check ws4py_integrations examples tests tools
 	$(PY) -m mypy
 	$(PY) -m pytest -p no:cacheprovider
 	@if [ -f docs/conf.py ]; then $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html; fi
@@ -28,8 +28,8 @@ test-fast: setup
 	$(PY) -m pytest -x -q -p no:cacheprovider
 
 lint: setup
-	$(PY) -m ruff check ws4py_integrations examples tests bench conformance hardening scaleout
-	$(PY) -m ruff format --check ws4py_integrations examples tests bench conformance hardening scaleout
+	$(PY) -m ruff check ws4py_integrations examples tests tools
+	$(PY) -m ruff format --check ws4py_integrations examples tests tools
 
 typecheck: setup
 	$(PY) -m mypy
@@ -37,34 +37,34 @@ typecheck: setup
 # Conformance: the full Autobahn testsuite (cases 1-13) on every server (~40 min),
 # and the reduced run CI does (also part of `make test`).
 autobahn: setup
-	$(PY) -m conformance.run --docs
+	$(PY) -m tools.conformance.run --docs
 
 autobahn-quick: setup
-	$(PY) -m conformance.run --quick
+	$(PY) -m tools.conformance.run --quick
 
-# Benchmarks (bench/README.md): writes docs/benchmarks.rst; ~15 min per server on 2 cores.
+# Benchmarks (tools/bench/README.md): writes docs/benchmarks.rst; ~15 min per server on 2 cores.
 bench: setup
-	$(PY) -m bench --servers wsgiref cherrypy gevent
+	$(PY) -m tools.bench --servers wsgiref cherrypy gevent
 
 bench-quick: setup
-	$(PY) -m bench --quick --servers $(SERVER) --competitors raw
+	$(PY) -m tools.bench --quick --servers $(SERVER) --competitors raw
 
 profile: setup
-	$(PY) -m bench profile --server $(SERVER) --scenarios echo-16 bulk-1m
+	$(PY) -m tools.bench profile --server $(SERVER) --scenarios echo-16 bulk-1m
 
 # Hardening at full size (the test suite runs reduced versions).
 load: setup
-	$(PY) -m hardening.load --connections 10000
+	$(PY) -m tools.hardening.load --connections 10000
 
 soak: setup
-	$(PY) -m hardening.soak --cycles 10000
+	$(PY) -m tools.hardening.soak --cycles 10000
 
 fuzz: setup
-	$(PY) -m hardening.fuzz --seconds 600
+	$(PY) -m tools.hardening.fuzz --seconds 600
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
 	@echo "docs: docs/_build/html/index.html"
 
 clean:
-	rm -rf .venv docs/_build .pytest_cache .mypy_cache .ruff_cache conformance/reports
+	rm -rf .venv docs/_build .pytest_cache .mypy_cache .ruff_cache tools/conformance/reports

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import resource
 from collections.abc import Iterator
 
 import pytest
 import trustme
 
-from tests import apps
-from tests.servers import RunningServer, TLSFiles, available, serve
+from tests.support import app as apps
+from tests.support.servers import RunningServer, TLSFiles, available, serve
 
 SERVERS = available()
 
@@ -68,7 +67,3 @@ def fresh_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
 def _drain_events() -> None:
     while not apps.events.empty():
         apps.events.get_nowait()
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")

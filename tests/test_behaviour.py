@@ -17,9 +17,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Opcode
 from websockets.sync.client import ClientConnection, connect
 
-from tests import apps
-from tests.client import RawClient
-from tests.servers import RunningServer
+from tests.support import app as apps
+from tests.support.client import RawClient
+from tests.support.servers import RunningServer
 
 
 @contextmanager
@@ -146,7 +146,7 @@ def test_frame_sent_with_the_handshake_is_delivered(server: RunningServer) -> No
 def test_101_has_no_body_headers(server: RunningServer) -> None:
     peer = raw(server)
     try:
-        from tests.client import handshake_request
+        from tests.support.client import handshake_request
 
         peer.send(handshake_request(server.host, server.port, "/echo"))
         status, headers, _ = peer.read_response_head()
@@ -331,7 +331,7 @@ def test_handler_exception_closes_with_1011_and_server_continues(server: Running
 def test_bad_handshake_gets_a_clear_status(
     server: RunningServer, headers: dict[str, str | None], method: str, version: str, status: int
 ) -> None:
-    from tests.client import handshake_request
+    from tests.support.client import handshake_request
 
     peer = raw(server)
     try:

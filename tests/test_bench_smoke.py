@@ -1,7 +1,7 @@
 """Smoke test of the benchmark command: quick mode, our wsgiref server against raw TCP.
 
 It asserts that every scenario produced numbers, never how fast they are. The
-load client's venv (picows, uvloop) is created in ``bench/.venvs/client`` on
+load client's venv (picows, uvloop) is created in ``tools/bench/.venvs/client`` on
 first use and reused afterwards.
 """
 
@@ -32,7 +32,7 @@ def test_quick_bench_produces_numbers(tmp_path: Path) -> None:
     command = [
         sys.executable,
         "-m",
-        "bench",
+        "tools.bench",
         "--quick",
         "--servers",
         "wsgiref",

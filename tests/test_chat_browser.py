@@ -9,15 +9,12 @@ On failure each page's screenshot and the server's output go to
 
 from __future__ import annotations
 
-import os
-import queue
 import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -27,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from examples._servers import SERVERS
+from tests.support import in_ci
+from tests.support.process import ServerProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -48,12 +47,8 @@ CHROMIUM_ARGS = [
 STEP_MS = 10_000
 RECONNECT_MS = 30_000
 START_TIMEOUT = 30.0
+URL_LINE = r"open (?P<url>https?://\S+) in a browser"
 STOP_TIMEOUT = 20.0
-URL_LINE = re.compile(r"open (https?://\S+) in a browser")
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _server_runs(name: str) -> bool:
@@ -89,7 +84,7 @@ class ChatProcess:
         self.log = log
         self.port = 0
         self.url = ""
-        self.proc: subprocess.Popen[str] | None = None
+        self.proc: ServerProcess | None = None
 
     def start(self) -> None:
         """Start on ``self.port`` (0 the first time) and learn the URL from the printed line."""
@@ -109,52 +104,26 @@ class ChatProcess:
             log.write(f"--- starting on port {self.port}\n")
         command = [sys.executable, "-m", "examples.chat", "--server", self.server, "--host", "127.0.0.1"]
         command += ["--port", str(self.port), "--log-level", "INFO"]
-        self.proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._pump, args=(self.proc, lines), daemon=True).start()
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop()
-                raise TimeoutError(f"the chat on {self.server} printed no URL within {START_TIMEOUT} s") from None
-            if line is None:
-                self.proc.wait(STOP_TIMEOUT)
-                raise OSError(f"the chat on {self.server} exited with {self.proc.returncode}; see {self.log}")
-            match = URL_LINE.search(line)
-            if match:
-                self.url = match.group(1)
-                self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
-                return
-
-    def _pump(self, proc: subprocess.Popen[str], lines: queue.Queue[str | None]) -> None:
-        # Keeps reading so the child never blocks on a full pipe.
-        assert proc.stdout is not None
-        with self.log.open("a") as log:
-            for line in proc.stdout:
-                log.write(line)
-                log.flush()
-                lines.put(line)
-        lines.put(None)
+        process = ServerProcess(command, ready=URL_LINE, log_path=self.log, name=f"chat on {self.server}")
+        try:
+            process.start(max(0.0, deadline - time.monotonic()))
+        except RuntimeError as exc:
+            raise OSError(str(exc)) from exc  # exited at start: retried (the old port may linger)
+        ready = process.ready_match
+        assert ready is not None
+        self.proc, self.url = process, ready["url"]
+        self.port = int(self.url.rstrip("/").rsplit(":", 1)[1])
 
     def stop(self) -> None:
         """SIGTERM (a graceful stop: WebSockets get 1001), SIGKILL if it hangs."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
+        if proc is None or proc.process is None or proc.process.poll() is not None:
             return
-        os.kill(proc.pid, signal.SIGTERM)
+        proc.signal(signal.SIGTERM)
         try:
             proc.wait(STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(STOP_TIMEOUT)
+            proc.stop(STOP_TIMEOUT)
             raise AssertionError(f"the chat on {self.server} ignored SIGTERM for {STOP_TIMEOUT} s") from None
 
 

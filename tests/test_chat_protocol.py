@@ -21,7 +21,7 @@ import websocket  # websocket-client
 from examples.chat import make_app
 from examples.chat.protocol import MAX_FRAME, MAX_NICK, MAX_TEXT, ChatError, Hello, Join, ListRooms, Say, parse
 from examples.chat.server import RATE_BURST, STATIC_DIR, TRANSPORT_MAX_MESSAGE
-from tests.servers import RunningServer, available, serve
+from tests.support.servers import RunningServer, available, serve
 from ws4py_integrations import ThreadedManager, WebSocketError
 
 TIMEOUT = 10.0

@@ -8,7 +8,6 @@ import base64
 import http.client
 import os
 import queue
-import select
 import signal
 import statistics
 import subprocess
@@ -30,10 +29,11 @@ from websockets.exceptions import ConnectionClosed  # noqa: E402
 from websockets.frames import Frame, Opcode  # noqa: E402
 from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
-from tests import apps  # noqa: E402
-from tests.client import RawClient, handshake_request  # noqa: E402
-from tests.servers import RunningServer, TLSFiles  # noqa: E402
-from tests.servers.cherrypy import run_cherrypy  # noqa: E402
+from tests.support import app as apps  # noqa: E402
+from tests.support.client import RawClient, handshake_request  # noqa: E402
+from tests.support.process import ServerProcess  # noqa: E402
+from tests.support.servers import RunningServer, TLSFiles  # noqa: E402
+from tests.support.servers.cherrypy import run_cherrypy  # noqa: E402
 from ws4py_integrations import WebSocket  # noqa: E402
 from ws4py_integrations.cherrypy import WebSocketPlugin, WebSocketTool, WSGIServer  # noqa: E402
 
@@ -605,40 +605,21 @@ def test_importing_the_package_does_not_import_cherrypy() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
 
 
-def _read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        raise TimeoutError("the example printed nothing in time")
-    return proc.stdout.readline()
-
-
 @pytest.mark.parametrize("transport", ["ws", "wss"])
-def test_echo_example_on_cherrypy(transport: str, tls_files: TLSFiles) -> None:
+def test_echo_example_on_cherrypy(transport: str, tls_files: TLSFiles, tmp_path: Path) -> None:
     command = [sys.executable, "-m", "examples.echo", "--server", "cherrypy", "--port", "0"]
     if transport == "wss":
         command += ["--tls", tls_files.certfile, tls_files.keyfile]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = _read_line(proc, 30)
-        assert "echo example on cherrypy" in line, line
-        port = int(line.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-        running = RunningServer("cherrypy", "127.0.0.1", port, transport == "wss", None, lambda: None)
+    ready = r"echo example on cherrypy.*://[^/\s]+:(?P<port>\d+)"
+    with ServerProcess(command, ready=ready, log_path=tmp_path / "echo.log", name="echo example") as proc:
+        running = RunningServer("cherrypy", "127.0.0.1", proc.port, transport == "wss", None, lambda: None)
         running.extra["client_ssl"] = tls_files.client_context if transport == "wss" else None
         assert http_get(running, "/").status == 200
         with client(running, "/ws") as ws:
             ws.send("example")
             assert ws.recv(timeout=10) == "example"
-            proc.send_signal(signal.SIGTERM)
+            proc.signal(signal.SIGTERM)
             with pytest.raises(ConnectionClosed) as info:
                 ws.recv(timeout=15)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         assert proc.wait(timeout=20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        if proc.stdout is not None:
-            proc.stdout.close()
-        if proc.stderr is not None:
-            proc.stderr.close()

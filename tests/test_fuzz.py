@@ -2,7 +2,7 @@
 
 Hypothesis drives the targets of ``hardening.fuzz_targets`` here; atheris, when
 installed, runs each for ``HARDENING_FUZZ_SECONDS`` (15 by default, both at
-once). The long run is ``python -m hardening.fuzz --seconds 600``.
+once). The long run is ``python -m tools.hardening.fuzz --seconds 600``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hardening.fuzz import have_atheris, run_atheris
-from hardening.fuzz_targets import SEEDS, frames_target, handshake_target
+from tools.hardening.fuzz import have_atheris, run_atheris
+from tools.hardening.fuzz_targets import SEEDS, frames_target, handshake_target
 
 FUZZ_SECONDS = int(os.environ.get("HARDENING_FUZZ_SECONDS", "15"))
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import re
-import select
 import signal
 import ssl
 import subprocess
@@ -33,11 +31,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 
-from tests import apps
 from tests import test_behaviour as behaviour
-from tests.client import RawClient
-from tests.servers import RunningServer, TLSFiles
-from tests.servers.gevent import serve
+from tests.support import app as apps
+from tests.support.client import RawClient
+from tests.support.process import ServerProcess
+from tests.support.servers import RunningServer, TLSFiles
+from tests.support.servers.gevent import serve
 from ws4py_integrations import Message, WebSocket, WebSocketMiddleware
 from ws4py_integrations.gevent import GeventManager, WebSocketHandler, WSGIServer
 
@@ -316,25 +315,19 @@ def test_handlers_option_is_checked() -> None:
 # -- the example -----------------------------------------------------------------------------
 
 
-def _read_line(stream: Any, timeout: float) -> str:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    if not ready:
-        raise TimeoutError("the process printed nothing in time")
-    line: str = stream.readline()
-    return line
+def echo_example(server: str, tls_files: TLSFiles, transport: str, log_path: Path) -> ServerProcess:
+    """``python -m examples.echo`` on ``server``, port 0 (ws or wss); its stderr goes to ``log_path``."""
+    command = [sys.executable, "-m", "examples.echo", "--server", server, "--port", "0", "--log-level", "INFO"]
+    if transport == "wss":
+        command += ["--tls", tls_files.certfile, tls_files.keyfile]
+    ready = rf"echo example on {server}.*://[^/\s]+:(?P<port>\d+)"
+    return ServerProcess(command, ready=ready, log_path=log_path, name=f"echo example on {server}")
 
 
 @pytest.mark.parametrize("transport", ["ws", "wss"])
-def test_echo_example_on_gevent(transport: str, tls_files: TLSFiles) -> None:
-    command = [sys.executable, "-m", "examples.echo", "--server", "gevent", "--port", "0", "--log-level", "INFO"]
-    if transport == "wss":
-        command += ["--tls", tls_files.certfile, tls_files.keyfile]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = _read_line(proc.stdout, 30)
-        assert "echo example on gevent" in line, line
-        port = int(line.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[1])
-        running = RunningServer("gevent", "127.0.0.1", port, transport == "wss", None, lambda: None)
+def test_echo_example_on_gevent(transport: str, tls_files: TLSFiles, tmp_path: Path) -> None:
+    with echo_example("gevent", tls_files, transport, tmp_path / "echo.log") as proc:
+        running = RunningServer("gevent", "127.0.0.1", proc.port, transport == "wss", None, lambda: None)
         running.extra["client_ssl"] = tls_files.client_context if transport == "wss" else None
         with urllib.request.urlopen(running.http_url("/"), timeout=10, context=running.extra["client_ssl"]) as page:
             assert page.status == 200
@@ -344,65 +337,45 @@ def test_echo_example_on_gevent(transport: str, tls_files: TLSFiles) -> None:
             time.sleep(0.1)  # both joined the room (opened() runs right after the handshake)
             b1.send("to all")
             assert b1.recv(timeout=10) == "to all" and b2.recv(timeout=10) == "to all"
-            proc.send_signal(signal.SIGTERM)
+            proc.signal(signal.SIGTERM)
             with pytest.raises(ConnectionClosed) as info:
                 ws.recv(timeout=15)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         assert proc.wait(timeout=20) == 0
-        assert proc.stderr is not None
-        log = proc.stderr.read()
+        log = proc.log()
         # The runner restarted the example with patch_all() first: handlers ran on greenlets.
         assert "not monkey-patched" not in log and "MonkeyPatchWarning" not in log, log
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 # -- gunicorn -----------------------------------------------------------------------------------
 
 
 @contextmanager
-def gunicorn(*extra: str, context: ssl.SSLContext | None = None) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """A real gunicorn (one GunicornWorker) on a free port, serving tests.gunicorn_app:app."""
+def gunicorn(*extra: str, context: ssl.SSLContext | None = None) -> Iterator[tuple[ServerProcess, int]]:
+    """A real gunicorn (one GunicornWorker) on a free port, serving tests.support.gunicorn_app:app."""
     command = [
         sys.executable, "-m", "gunicorn",
         "-k", "ws4py_integrations.gevent.GunicornWorker",
         "-b", "127.0.0.1:0", "-w", "1", "--no-control-socket", "--graceful-timeout", "20",
-        *extra, "tests.gunicorn_app:app",
+        *extra, "tests.support.gunicorn_app:app",
     ]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    try:
-        port = None
-        booted = False
-        deadline = time.monotonic() + 30
-        while not (port and booted):
-            line = _read_line(proc.stderr, max(0.1, deadline - time.monotonic()))
-            if not line:
-                raise AssertionError(f"gunicorn exited: {proc.wait(10)}")
-            match = re.search(r"Listening at: https?://127\.0\.0\.1:(\d+)", line)
-            if match:
-                port = int(match.group(1))
-            booted = booted or "Booting worker" in line
-        # The worker is forked; it may need a moment to import and start serving.
-        assert _eventually(lambda: _accepts(port, context), 30)
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stderr.close()
+    # The worker is forked after "Listening at"; it may need a moment to import and start serving.
+    proc = ServerProcess(
+        command,
+        ready=r"Listening at: https?://127\.0\.0\.1:(?P<port>\d+)",
+        ready_stream="stderr",
+        probe=lambda p: _accepts(p.port, context),
+        name="gunicorn",
+    )
+    with proc:
+        yield proc, proc.port
 
 
 def _accepts(port: int, context: ssl.SSLContext | None) -> bool:
     scheme = "https" if context is not None else "http"
     try:
         with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/ping", timeout=2, context=context) as response:
-            return bool(response.read() == b"plain /ping")
+            return bool(response.read() == b"plain GET /ping")
     except OSError:
         return False
 
@@ -450,7 +423,7 @@ def test_gunicorn_broadcast_and_graceful_stop_with_1001() -> None:
                 assert ws.recv(timeout=10) == "hello everyone"
             echo = stack.enter_context(client(running, "/echo"))
             started = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
+            proc.signal(signal.SIGTERM)
             for ws in [*conns, echo]:
                 with pytest.raises(ConnectionClosed) as info:
                     ws.recv(timeout=10)

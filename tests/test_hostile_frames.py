@@ -12,11 +12,11 @@ import pytest
 from websockets.frames import Close, Frame, Opcode
 from websockets.sync.client import ClientConnection
 
-from hardening.testing import assert_serving, frame_bytes, hardening_server, raw, ws_client
-from tests.client import RawClient, handshake_request
-from tests.servers import RunningServer, available
+from tests.support.client import RawClient, handshake_request
+from tests.support.hardening import assert_serving, frame_bytes, hardening_server, raw, ws_client
+from tests.support.servers import RunningServer, available
 
-SMALL_LIMIT = 64 * 1024  # max_message_size of /small
+SMALL_LIMIT = 64 * 1024  # max_message_size of /small-deflate
 _tracemalloc_lock = threading.Lock()
 
 
@@ -35,7 +35,7 @@ def bystander(hserver: RunningServer) -> Iterator[ClientConnection]:
     assert_serving(hserver)
 
 
-def deflate_client(server: RunningServer, path: str = "/small") -> RawClient:
+def deflate_client(server: RunningServer, path: str = "/small-deflate") -> RawClient:
     """A raw client that negotiated permessage-deflate (no context takeover either way)."""
     peer = raw(server)
     offer = "permessage-deflate; client_no_context_takeover; server_no_context_takeover"
@@ -114,7 +114,7 @@ def test_fragmented_decompression_bomb_closes_1009(hserver: RunningServer, bysta
 def test_fragments_that_never_end_close_1009(hserver: RunningServer, bystander: ClientConnection) -> None:
     peer = raw(hserver)
     try:
-        assert peer.upgrade("/small") == 101
+        assert peer.upgrade("/small-deflate") == 101
         peer.send_frame(Opcode.BINARY, b"x" * 1024, fin=False)
         for _ in range(200):  # 200 KiB in all, far past the 64 KiB limit
             try:
@@ -222,7 +222,7 @@ def test_oversized_frame_headers_close_before_the_payload(
 ) -> None:
     peer = raw(hserver)
     try:
-        assert peer.upgrade("/small") == 101
+        assert peer.upgrade("/small-deflate") == 101
         # Only the header and the mask: the server must not wait for the payload.
         peer.send(header + b"\x00\x00\x00\x00")
         expect_close(peer, *codes)

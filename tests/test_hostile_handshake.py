@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from websockets.headers import parse_extension
 from websockets.utils import accept_key
 
-from hardening.testing import LogWatcher, assert_serving, hardening_server
-from tests.servers import RunningServer, available
+from tests.support.hardening import LogWatcher, assert_serving, hardening_server
+from tests.support.servers import RunningServer, available
 from ws4py_integrations import Accept, HandshakeRejected, Reject, WebSocketOptions, negotiate
 
 GOOD_KEY = "dGhlIHNhbXBsZSBub25jZQ=="

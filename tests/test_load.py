@@ -2,7 +2,7 @@
 
 - Many idle WebSockets held by one server process, a broadcast that reaches
   all of them, and a graceful stop that sends each 1001. The full run is
-  ``python -m hardening.load --connections 10000``; this one holds
+  ``python -m tools.hardening.load --connections 10000``; this one holds
   ``HARDENING_LOAD_CONNECTIONS`` (2,000 by default).
 - Stopping a server with 1,000 open WebSockets sends 1001 to all and finishes
   within the close timeout, even when some clients never answer.
@@ -17,11 +17,11 @@ import time
 import pytest
 from websockets.frames import Opcode
 
-from hardening.aioclient import WSClient, open_many
-from hardening.load import run_load
-from hardening.metrics import raise_fd_limit
-from hardening.testing import hardening_server
-from tests.servers import available
+from tests.support.hardening import hardening_server
+from tests.support.servers import available
+from tools.hardening.aioclient import WSClient, open_many
+from tools.hardening.load import run_load
+from tools.hardening.metrics import raise_fd_limit
 
 CONNECTIONS = int(os.environ.get("HARDENING_LOAD_CONNECTIONS", "2000"))
 SHUTDOWN_CONNECTIONS = 1000

@@ -1,7 +1,7 @@
 """Rooms across processes through a real ``redis-server``.
 
 Two server processes (wsgiref + wsgiref, and wsgiref + gevent) run the
-room-commands app (``scaleout.app``) with a ``RedisBroker`` on a Redis of our
+test app (``python -m tests.support.serve``, rooms at ``/rooms``) with a ``RedisBroker`` on a Redis of our
 own; independent clients of both share rooms. Redis is restarted mid-test to
 check that delivery resumes. Without ``redis-server`` these tests skip, or
 fail in CI (``CI=true``).
@@ -12,8 +12,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -24,8 +22,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosedOK
 
-from scaleout.processes import ROOT, ServerProcess
-from tests.redis_server import RedisServer, require_redis_server
+from tests.support.process import ServerProcess, app_server
+from tests.support.redis import RedisServer, require_redis_server
 from tests.test_rooms import SCENARIOS, Peer, peers, sync_all
 from ws4py_integrations import ThreadedManager
 from ws4py_integrations.broker import Broker, BrokerUnavailable
@@ -91,8 +89,8 @@ def cluster(
     prefix = f"test-{first}-{second}:"
     logs = tmp_path_factory.mktemp(f"{first}-{second}")
     options = ["--prefix", prefix, "--max-reconnect-delay", "0.5"]
-    a = ServerProcess(first, redis_url=redis_server.url, log_path=logs / "a.log", extra_args=options)
-    b = ServerProcess(second, redis_url=redis_server.url, log_path=logs / "b.log", extra_args=options)
+    a = app_server(first, redis_url=redis_server.url, log_path=logs / "a.log", extra_args=options)
+    b = app_server(second, redis_url=redis_server.url, log_path=logs / "b.log", extra_args=options)
     with a, b:
         running = Cluster(redis_server, a, b, prefix)
         running.wait_subscribed()
@@ -265,7 +263,7 @@ def test_channels_and_redaction() -> None:
 
 
 def test_missing_redis_server_fails_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
-    import tests.redis_server as helper
+    import tests.support.redis as helper
 
     monkeypatch.setattr(helper, "find_redis_server", lambda: None)
     monkeypatch.setenv("CI", "true")
@@ -283,16 +281,18 @@ def test_gunicorn_workers_share_rooms(redis_server: RedisServer, tmp_path: Path)
     """Two gevent workers under gunicorn, each with a Redis broker set in ``post_worker_init``."""
     if importlib.util.find_spec("gunicorn") is None or not _gevent_importable():
         pytest.skip("gunicorn or ws4py_integrations.gevent is not installed")
-    log_path = tmp_path / "gunicorn.log"
     prefix = "test-gunicorn:"
-    env = dict(os.environ, REDIS_URL=redis_server.url, WS4PY_PREFIX=prefix, WEB_CONCURRENCY="2")
-    command = [sys.executable, "-m", "gunicorn", "-c", "scaleout/gunicorn_conf.py", "-b", "127.0.0.1:0"]
-    command += ["--log-file", str(log_path), "scaleout.gunicorn_app:app"]
-    with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    try:
-        port = _wait_for(lambda: _listening_port(log_path), "gunicorn's listening line", process)
-        url = f"ws://127.0.0.1:{port}/rooms"
+    command = [sys.executable, "-m", "gunicorn", "-c", "tests/support/gunicorn_conf.py", "-b", "127.0.0.1:0"]
+    process = ServerProcess(
+        [*command, "tests.support.gunicorn_app:app"],
+        ready=r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)",
+        ready_stream="stderr",
+        log_path=tmp_path / "gunicorn.log",
+        env={"REDIS_URL": redis_server.url, "WS4PY_PREFIX": prefix, "WEB_CONCURRENCY": "2"},
+        name="gunicorn",
+    )
+    with process:
+        url = process.url("/rooms")
         with peers() as make:
             by_pid: dict[int, Peer] = {}
             for _ in range(200):
@@ -309,29 +309,9 @@ def test_gunicorn_workers_share_rooms(redis_server: RedisServer, tmp_path: Path)
             first.send("pub:g:across workers")
             first.expect("across workers")
             second.expect("across workers")
-            os.kill(process.pid, signal.SIGTERM)  # graceful: the workers' managers close with 1001
+            process.signal(signal.SIGTERM)  # graceful: the workers' managers close with 1001
             for peer in (first, second):
                 with pytest.raises(ConnectionClosedOK):
                     peer.recv()
                 assert peer.ws.close_code == 1001
         process.wait(20)
-    finally:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(10)
-
-
-def _listening_port(log_path: Path) -> int | None:
-    match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", log_path.read_text(errors="replace"))
-    return int(match.group(1)) if match else None
-
-
-def _wait_for(probe: Callable[[], int | None], what: str, process: subprocess.Popen[bytes]) -> int:
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        value = probe()
-        if value is not None:
-            return value
-        assert process.poll() is None, f"the process exited before {what}"
-        assert time.monotonic() < deadline, f"no {what} within {TIMEOUT}s"
-        time.sleep(0.05)

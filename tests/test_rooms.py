@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
-from scaleout.app import make_app
-from tests.servers import RunningServer, available, serve
+from tests.support.app import make_app
+from tests.support.servers import RunningServer, available, serve
 from ws4py_integrations import Manager, ThreadedManager, WebSocket
 from ws4py_integrations.broker import Broker, InProcessBroker
 
@@ -30,7 +30,7 @@ TIMEOUT = 10.0
 
 
 class Peer:
-    """One client of the room-commands app (``scaleout.app``)."""
+    """One client of the room commands at ``/rooms`` of the test app (``tests.support.app``)."""
 
     def __init__(self, url: str, ws: ClientConnection) -> None:
         self.url = url

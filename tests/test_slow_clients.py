@@ -10,10 +10,10 @@ from collections.abc import Iterator
 import pytest
 from websockets.frames import Opcode
 
-from hardening import app
-from hardening.testing import assert_serving, frame_bytes, hardening_server, raw, ws_client
-from tests.client import RawClient
-from tests.servers import RunningServer, available
+from tests.support import app
+from tests.support.client import RawClient
+from tests.support.hardening import assert_serving, frame_bytes, hardening_server, raw, ws_client
+from tests.support.servers import RunningServer, available
 
 SLACK = 5.0  # seconds of scheduling slack on a loaded 2-core machine
 
@@ -37,8 +37,8 @@ def stuck_client(server: RunningServer) -> RawClient:
     return peer
 
 
-def opened_websocket(path: str) -> app.Hostile:
-    websocket: app.Hostile = app.wait_event("opened", path)
+def opened_websocket(path: str) -> app.Commands:
+    websocket: app.Commands = app.wait_event("opened", path)
     return websocket
 
 

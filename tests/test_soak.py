@@ -1,6 +1,6 @@
 """No leaks: connect/send/close cycles return fds, threads, greenlets and memory to baseline.
 
-The full soak is ``python -m hardening.soak --cycles 10000``; this runs a
+The full soak is ``python -m tools.hardening.soak --cycles 10000``; this runs a
 reduced one (``HARDENING_SOAK_CYCLES``, 1,000 by default) on every server.
 """
 
@@ -14,11 +14,11 @@ import weakref
 
 import pytest
 
-from hardening import app
-from hardening.aioclient import close_many, open_many
-from hardening.soak import run_soak
-from hardening.testing import hardening_server
-from tests.servers import available
+from tests.support import app
+from tests.support.hardening import hardening_server
+from tests.support.servers import available
+from tools.hardening.aioclient import close_many, open_many
+from tools.hardening.soak import run_soak
 
 CYCLES = int(os.environ.get("HARDENING_SOAK_CYCLES", "1000"))
 

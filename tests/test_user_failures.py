@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from hardening import app
-from hardening.testing import LogWatcher, assert_serving, hardening_server, raw, ws_client
-from tests.servers import RunningServer, available
+from tests.support import app
+from tests.support.hardening import LogWatcher, assert_serving, hardening_server, raw, ws_client
+from tests.support.servers import RunningServer, available
 
 
 @pytest.fixture(scope="module", params=available())
@@ -74,7 +74,7 @@ def test_exception_in_closed_is_logged_and_the_connection_forgotten(hserver: Run
     app.drain_events()
     with ws_client(hserver) as bystander:
         with ws_client(hserver, "/fail-closed") as ws:
-            websocket: app.Hostile = app.wait_event("opened", "/fail-closed")
+            websocket: app.Commands = app.wait_event("opened", "/fail-closed")
             ws.send("hello")
             assert ws.recv(timeout=10) == "hello"
         # The client closed normally (1000); closed() then raised on the server.

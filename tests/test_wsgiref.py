@@ -16,8 +16,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests import apps
-from tests.servers.wsgiref import serve
+from tests.support import app as apps
+from tests.support.servers.wsgiref import serve
 from ws4py_integrations import ThreadedManager
 from ws4py_integrations.wsgiref import make_server
 

@@ -1,1 +1,0 @@
-"""Autobahn|Testsuite conformance runs against ``examples.echo`` (see ``conformance/README.md``)."""

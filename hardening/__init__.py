@@ -1,1 +1,0 @@
-"""Hardening tools: load, soak and fuzz commands (``python -m hardening.<name>``)."""

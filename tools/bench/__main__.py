@@ -1,0 +1,19 @@
+"""``python -m tools.bench [options]`` runs the benchmark; ``python -m tools.bench profile ...`` profiles our server."""
+
+from __future__ import annotations
+
+import sys
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["profile"]:
+        from .profile import main as profile_main
+
+        return profile_main(sys.argv[2:])
+    from .run import main as run_main
+
+    return run_main(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,386 @@
+"""Statistics and formatting of benchmark results: terminal text and the reST page."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+Runs = list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    higher_better: bool
+
+
+ECHO = (Metric("msgs_per_s", "msg/s", True), Metric("p50_us", "p50 µs", False), Metric("p99_us", "p99 µs", False))
+BULK = (Metric("mb_per_s", "MB/s", True), Metric("p50_us", "p50 µs", False), Metric("p99_us", "p99 µs", False))
+IDLE = (
+    Metric("handshakes_per_s", "handshakes/s", True),
+    Metric("handshake_p99_ms", "handshake p99 ms", False),
+    Metric("handshake_max_ms", "handshake max ms", False),
+    Metric("rss_per_conn_kib", "RSS KiB/conn", False),
+)
+BROADCAST = (
+    Metric("p50_ms", "p50 ms", False),
+    Metric("p99_ms", "p99 ms", False),
+    Metric("all_ms", "all received ms", False),
+)
+HEADROOM = (
+    Metric("server_cpu_us_per_msg", "server CPU µs/msg", False),
+    Metric("client_cpu_us_per_msg", "client CPU µs/msg", False),
+    Metric("client_core", "client core", False),
+)
+
+#: Memory target per connection (KiB) for our servers.
+MEMORY_LIMIT_KIB = {"wsgiref": 4.0, "cherrypy": 4.0, "gevent": 14.0}
+
+
+@dataclass(frozen=True)
+class Target:
+    scenario: str
+    metric: str
+    reference: str | None  # "websockets", "ws4py" (same server), or None: an absolute limit
+    threshold: float
+    stretch: float | None = None
+    higher_better: bool = True
+
+
+TARGETS = (
+    Target("echo-16", "msgs_per_s", "websockets", 1.0, 1.5),
+    Target("echo-256", "msgs_per_s", "websockets", 1.0, 1.5),
+    Target("echo-16", "msgs_per_s", "ws4py", 2.0),
+    Target("echo-256", "msgs_per_s", "ws4py", 2.0),
+    Target("bulk-1m", "mb_per_s", "websockets", 1.0),
+    Target("idle-1000", "rss_per_conn_kib", None, 0.0, higher_better=False),
+    Target("idle-5000", "rss_per_conn_kib", None, 0.0, higher_better=False),
+    Target("broadcast-1000", "p50_ms", "websockets", 1.0, higher_better=False),
+)
+
+
+def metrics_for(mode: str, size: int) -> Sequence[Metric]:
+    if mode == "idle":
+        return IDLE
+    if mode == "broadcast":
+        return BROADCAST
+    return BULK if size > 1024 else ECHO
+
+
+def primary(mode: str, size: int) -> Metric:
+    return IDLE[3] if mode == "idle" else metrics_for(mode, size)[0]
+
+
+def summary(runs: Runs, key: str) -> tuple[float, float, float, int] | None:
+    """Median, min, max and count of ``key`` over the runs without an error."""
+    values = [r[key] for r in runs if "error" not in r and isinstance(r.get(key), int | float) and r[key] == r[key]]
+    if not values:
+        return None
+    return statistics.median(values), min(values), max(values), len(values)
+
+
+def num(value: float) -> str:
+    if value != value:
+        return "nan"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        return f"{value:,.0f}"
+    if magnitude >= 100:
+        return f"{value:.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def cell(runs: Runs, key: str) -> str:
+    stats = summary(runs, key)
+    if stats is None:
+        errors = [r["error"] for r in runs if "error" in r]
+        return "error" if errors else "—"
+    median, low, high, count = stats
+    return num(median) if count == 1 else f"{num(median)} [{num(low)}-{num(high)}]"
+
+
+def median_of(data: dict[str, Any], scenario: str, competitor: str, key: str) -> float | None:
+    runs = data["results"].get(scenario, {}).get(competitor)
+    if not runs:
+        return None
+    stats = summary(runs, key)
+    return None if stats is None else stats[0]
+
+
+def one_line(mode: str, size: int, result: dict[str, Any]) -> str:
+    if "error" in result:
+        return f"ERROR {result['error']}"
+    parts = [f"{m.label} {num(result[m.key])}" for m in metrics_for(mode, size) if m.key in result]
+    core = result.get("client_core")
+    if core is not None:
+        parts.append(f"client {core * 100:.0f}% / server {result.get('server_core', 0) * 100:.0f}% of a core")
+    return ", ".join(parts)
+
+
+# -- tables -------------------------------------------------------------------
+
+
+def scenario_table(data: dict[str, Any], key: str) -> tuple[list[str], list[list[str]]]:
+    scenario = data["scenarios"][key]
+    metrics = [*metrics_for(scenario["mode"], scenario["size"]), *HEADROOM[:2]]
+    header = ["competitor", *(m.label for m in metrics)]
+    rows = []
+    for comp in data["competitors"]:
+        runs = data["results"][key].get(comp["name"], [])
+        rows.append([comp["name"], *(cell(runs, m.key) for m in metrics)])
+    return header, rows
+
+
+def ratio_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Each of our servers against websockets, ws4py on the same server and raw TCP (primary metrics)."""
+    names = {c["name"] for c in data["competitors"]}
+    header = ["ours", "scenario", "metric", "÷ websockets", "÷ ws4py same server", "÷ raw TCP"]
+    rows = []
+    for comp in data["competitors"]:
+        if comp["family"] != "ours":
+            continue
+        for key, scenario in data["scenarios"].items():
+            metric = primary(scenario["mode"], scenario["size"])
+            ours = median_of(data, key, comp["name"], metric.key)
+            cells = []
+            for ref in ("websockets", f"ws4py-{comp['server']}", "raw"):
+                other = median_of(data, key, ref, metric.key) if ref in names else None
+                cells.append(f"{ours / other:.2f}x" if ours is not None and other else "—")
+            rows.append([comp["name"], key, metric.label, *cells])
+    return header, rows
+
+
+def target_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    header = ["ours", "target", "measured", "status"]
+    rows = []
+    for comp in data["competitors"]:
+        if comp["family"] != "ours":
+            continue
+        server = comp["server"]
+        for target in TARGETS:
+            if target.scenario not in data["scenarios"]:
+                continue
+            ours = median_of(data, target.scenario, comp["name"], target.metric)
+            label = data["scenarios"][target.scenario]["key"]
+            if target.reference is None:
+                limit = MEMORY_LIMIT_KIB.get(server, 4.0)
+                text = f"{label}: RSS/conn <= {limit:g} KiB"
+                measured = "—" if ours is None else f"{ours:.2f} KiB"
+                status = "n/a" if ours is None else ("PASS" if ours <= limit else "FAIL")
+                rows.append([comp["name"], text, measured, status])
+                continue
+            ref_name = "websockets" if target.reference == "websockets" else f"ws4py-{server}"
+            ref = median_of(data, target.scenario, ref_name, target.metric)
+            sign = ">=" if target.higher_better else "<="
+            text = f"{label} {target.metric} ÷ {ref_name} {sign} {target.threshold:g}x"
+            if target.stretch:
+                text += f" (stretch {target.stretch:g}x)"
+            if ours is None or not ref:
+                rows.append([comp["name"], text, "—", "n/a"])
+                continue
+            ratio = ours / ref
+            ok = ratio >= target.threshold if target.higher_better else ratio <= target.threshold
+            status = "PASS" if ok else "FAIL"
+            if ok and target.stretch and ratio >= target.stretch:
+                status = "PASS (stretch)"
+            rows.append([comp["name"], text, f"{ratio:.2f}x", status])
+    return header, rows
+
+
+def headroom_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Client CPU per message against the server's: the client is not the bottleneck when it is well below."""
+    header = [
+        "scenario",
+        "competitor",
+        "server µs/msg",
+        "client µs/msg",
+        "server ÷ client",
+        "client core",
+        "server core",
+        "other processes",
+    ]
+    rows = []
+    for key in data["scenarios"]:
+        for comp in data["competitors"]:
+            runs = data["results"][key].get(comp["name"], [])
+            server = summary(runs, "server_cpu_us_per_msg")
+            client = summary(runs, "client_cpu_us_per_msg")
+            ccore = summary(runs, "client_core")
+            score = summary(runs, "server_core")
+            other = summary(runs, "other_core")
+            if server is None or client is None:
+                continue
+            ratio = f"{server[0] / client[0]:.1f}x" if client[0] else "—"
+            rows.append(
+                [
+                    key,
+                    comp["name"],
+                    num(server[0]),
+                    num(client[0]),
+                    ratio,
+                    f"{ccore[0] * 100:.0f}%" if ccore else "—",
+                    f"{score[0] * 100:.0f}%" if score else "—",
+                    f"{other[0] * 100:.0f}%" if other else "—",
+                ]
+            )
+    return header, rows
+
+
+def background(data: dict[str, Any]) -> tuple[float, float] | None:
+    """Median and max of the cores other processes used during the measurements."""
+    values = [
+        r["other_core"]
+        for per in data["results"].values()
+        for runs in per.values()
+        for r in runs
+        if isinstance(r.get("other_core"), int | float)
+    ]
+    if not values:
+        return None
+    return statistics.median(values), max(values)
+
+
+def background_note(data: dict[str, Any]) -> str | None:
+    bg = background(data)
+    if bg is None or bg[0] < 0.25:
+        return None
+    return (
+        f"The machine was shared: other processes used {bg[0]:.2f} cores (median; max {bg[1]:.2f}) "
+        "of the 2 while measuring, so absolute figures are low and noisy; ratios of interleaved "
+        "medians are the figures to read."
+    )
+
+
+# -- text ------------------------------------------------------------------------
+
+
+def text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def text(data: dict[str, Any]) -> str:
+    settings = data["settings"]
+    out = [
+        "",
+        f"Benchmark {data['date']} — {data['machine'].get('cpu', '?')}, {data['machine'].get('cores')} cores; "
+        f"{settings['rounds']} round(s), median [min-max]",
+    ]
+    note = background_note(data)
+    if note:
+        out.append(f"WARNING: {note}")
+    for key, scenario in data["scenarios"].items():
+        header, rows = scenario_table(data, key)
+        out += ["", f"== {scenario['title']} ({key})", text_table(header, rows)]
+        errors = {f"{name}: {r['error']}" for name, runs in data["results"][key].items() for r in runs if "error" in r}
+        out += [f"   ! {e}" for e in sorted(errors)]
+    for title, table in (
+        ("Ratios of medians", ratio_rows),
+        ("Targets", target_rows),
+        ("Client headroom", headroom_rows),
+    ):
+        header, rows = table(data)
+        if rows:
+            out += ["", f"== {title}", text_table(header, rows)]
+    return "\n".join(out)
+
+
+# -- reST --------------------------------------------------------------------------
+
+
+def rst_table(header: list[str], rows: list[list[str]], widths: str | None = None) -> str:
+    lines = [".. list-table::", "   :header-rows: 1"]
+    if widths:
+        lines.append(f"   :widths: {widths}")
+    lines.append("")
+    for row in [header, *rows]:
+        for i, value in enumerate(row):
+            lines.append(f"   {'* -' if i == 0 else '  -'} {value.replace('|', '¦') or ' '}")
+    return "\n".join(lines)
+
+
+def heading(title: str, char: str) -> str:
+    return f"{title}\n{char * len(title)}"
+
+
+def rst(data: dict[str, Any]) -> str:
+    machine = data["machine"]
+    settings = data["settings"]
+    vers = data["versions"]
+    version_lines = []
+    for venv, packages in vers.items():
+        listed = ", ".join(f"{k} {v}" for k, v in sorted(packages.items())) or "—"
+        version_lines.append(f"- ``{venv}`` venv: {listed}")
+    comp_lines = [f"- ``{c['name']}``: {c['label']}" for c in data["competitors"]]
+    parts: list[str] = [
+        ":orphan:",
+        "",
+        ".. This page is generated by ``python -m tools.bench`` (tools/bench/report.py); do not edit it by hand.",
+        "",
+        heading("Benchmarks", "="),
+        "",
+        f"Generated on {data['date']} by ``{data['command']}`` "
+        f"({data['elapsed_s'] / 60:.1f} minutes), project revision ``{data['revision']}``.",
+        "",
+        *([".. warning::", "", f"   {background_note(data)}", ""] if background_note(data) else []),
+        f"Machine: {machine.get('cpu', 'unknown CPU')}, {machine.get('cores')} cores, "
+        f"{machine.get('memory_gib', '?')} GiB, Linux {machine.get('kernel')}, Python {machine.get('python')}; "
+        f"RLIMIT_NOFILE {data['nofile'][0]}. Everything runs on 127.0.0.1.",
+        "",
+        "Versions:",
+        "",
+        *version_lines,
+        "",
+        "Competitors (each in its own virtualenv under ``tools/bench/.venvs``, created by the command):",
+        "",
+        *comp_lines,
+        "",
+        heading("Method", "-"),
+        "",
+        "Every measurement starts the server fresh (``python -m examples.echo --server NAME`` for ours, "
+        "``tools/bench/servers/*.py`` for the others) and drives it with ``tools/bench/client.py``: picows (Cython) on "
+        "uvloop, one process. Competitors are interleaved: each round runs every scenario on every competitor, "
+        f"the order rotating between rounds. Figures are the median of {settings['rounds']} round(s) with "
+        "[min-max]; ratios are ratios of medians from this one run.",
+        "",
+        f"- echo: closed loop, one message in flight per connection; {settings['warmup']:g} s warm-up, "
+        f"{settings['duration']:g} s measured; latency is send-to-echo as the client sees it.",
+        "- bulk: the same with one connection and binary messages; MB/s is 10^6 bytes of messages echoed per second.",
+        f"- idle: N connections opened {settings['concurrency']} at a time (handshakes/s over the whole batch); "
+        "RSS per connection is the server's RSS growth (``/proc/PID/status``) divided by N, after a warm-up batch.",
+        f"- broadcast: N clients on ``/broadcast``; one sends 32 B, the server relays to all; {settings['broadcasts']} "
+        "broadcasts per run; p50/p99 over the clients' receive delays, and the time until all received.",
+        "- CPU: server and client CPU time (``/proc``) over the measured window, per message (echo), per "
+        "handshake (idle) or per delivered message (broadcast). The client is not the bottleneck when its "
+        "CPU per message is well below the server's and its core is not saturated.",
+        "- raw TCP: the same client over plain TCP with fixed-size records (asyncio + uvloop server): the limit.",
+        "",
+        heading("Targets", "-"),
+        "",
+    ]
+    header, rows = target_rows(data)
+    parts += [rst_table(header, rows) if rows else "No target applies to the scenarios of this run.", ""]
+    parts += [heading("Ratios", "-"), "", "Ours divided by the competitor, medians of the primary metric.", ""]
+    header, rows = ratio_rows(data)
+    parts += [rst_table(header, rows) if rows else "No server of ours took part.", ""]
+    parts += [heading("Results", "-"), ""]
+    for key, scenario in data["scenarios"].items():
+        header, rows = scenario_table(data, key)
+        parts += [heading(f"{scenario['title']} ({key})", "~"), "", rst_table(header, rows), ""]
+        errors = sorted(
+            {f"{name}: {r['error']}" for name, runs in data["results"][key].items() for r in runs if "error" in r}
+        )
+        if errors:
+            parts += ["Errors:", "", *(f"- {e}" for e in errors), ""]
+    parts += [heading("Client headroom", "-"), ""]
+    header, rows = headroom_rows(data)
+    parts += [rst_table(header, rows), ""]
+    return "\n".join(parts)

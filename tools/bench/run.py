@@ -1,0 +1,619 @@
+"""The benchmark command: servers, competitors, scenarios, rounds, report.
+
+``python -m tools.bench`` starts each server fresh for every measurement, drives it
+with ``tools/bench/client.py`` (picows on uvloop, in its own venv) and interleaves
+the competitors within every round (the order rotates from round to round).
+It prints medians with min-max over the rounds, ratios against the targets,
+the client's headroom, and writes JSON to ``tools/bench/results/`` and (full runs)
+the page ``docs/benchmarks.rst``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import report, venvs
+
+ROOT = venvs.ROOT
+BENCH = ROOT / "tools" / "bench"
+RESULTS = BENCH / "results"
+HOST = "127.0.0.1"
+KNOWN_SERVERS = ("wsgiref", "cherrypy", "gevent")
+COMPETITOR_FAMILIES = ("websockets", "ws4py", "gevent-websocket", "raw")
+READY_RE = re.compile(r"https?://127\.0\.0\.1:(\d+)/")
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One measured configuration."""
+
+    key: str
+    title: str
+    mode: str  # client scenario: echo, idle, broadcast
+    conns: int
+    size: int = 32
+    kind: str = "text"
+
+
+SCENARIOS = {
+    s.key: s
+    for s in (
+        Scenario("echo-1", "echo, 1 connection, 32 B text", "echo", 1),
+        Scenario("echo-16", "echo, 16 connections, 32 B text", "echo", 16),
+        Scenario("echo-256", "echo, 256 connections, 32 B text", "echo", 256),
+        Scenario("bulk-64k", "bulk echo, 64 KiB binary, 1 connection", "echo", 1, 64 * 1024, "binary"),
+        Scenario("bulk-1m", "bulk echo, 1 MiB binary, 1 connection", "echo", 1, 2**20, "binary"),
+        Scenario("idle-1000", "1,000 idle connections", "idle", 1000),
+        Scenario("idle-5000", "5,000 idle connections", "idle", 5000),
+        Scenario("broadcast-1000", "broadcast to 1,000 clients, 32 B text", "broadcast", 1000),
+        # Quick mode's smaller configurations.
+        Scenario("idle-200", "200 idle connections", "idle", 200),
+        Scenario("broadcast-100", "broadcast to 100 clients, 32 B text", "broadcast", 100),
+    )
+}
+FULL = ("echo-1", "echo-16", "echo-256", "bulk-64k", "bulk-1m", "idle-1000", "idle-5000", "broadcast-1000")
+QUICK = ("echo-16", "bulk-64k", "idle-200", "broadcast-100")
+
+
+@dataclass
+class Competitor:
+    """A server under test: how to start it and what it is."""
+
+    name: str
+    label: str
+    family: str  # ours, ws4py, websockets, gevent-websocket, raw
+    venv: str | None  # None: the project venv
+    argv: list[str]
+    server: str | None = None
+    raw: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+
+    #: Working directory (a frozen copy of the project for our servers).
+    cwd: Path | None = None
+
+    def command(self, port: int) -> list[str]:
+        python = str(venvs.PROJECT_PYTHON) if self.venv is None else str(venvs.python_of(self.venv))
+        return [python, *self.argv, "--host", HOST, "--port", str(port)]
+
+
+@dataclass
+class Settings:
+    warmup: float
+    duration: float
+    rounds: int
+    broadcasts: int
+    settle: float
+    concurrency: int
+    scenarios: tuple[str, ...]
+    quiet_wait: float = 0.0
+
+
+def raise_nofile() -> tuple[int, int]:
+    """Raise RLIMIT_NOFILE's soft limit as far as allowed; children inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)
+
+
+def ours_available(server: str) -> str | None:
+    """``None`` if ``examples.echo --server NAME`` can run, else why not."""
+    if not (ROOT / "examples" / "_servers" / f"{server}.py").exists():
+        return f"examples/_servers/{server}.py does not exist (yet)"
+    python = venvs.PROJECT_PYTHON
+    if not python.exists():
+        return "the project venv (.venv) is missing: run `make setup`"
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", f"import examples._servers.{server}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        return "importing it timed out"
+    if proc.returncode != 0:
+        return (proc.stderr.strip().splitlines() or ["import failed"])[-1]
+    return None
+
+
+#: Runs ``examples.echo`` after setting module attributes (``--variant``): an A/B
+#: experiment on our server without editing the library.
+PATCH_BOOT = """
+import ast, importlib, json, os, runpy, sys
+for target, value in json.loads(os.environ["BENCH_PATCH"]):
+    parts = target.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+            break
+        except ImportError:
+            continue
+    for name in parts[i:-1]:
+        obj = getattr(obj, name)
+    if value == "()":
+        getattr(obj, parts[-1])()
+    else:
+        setattr(obj, parts[-1], ast.literal_eval(value))
+sys.argv = ["examples.echo", *sys.argv[1:]]
+runpy.run_module("examples.echo", run_name="__main__", alter_sys=True)
+"""
+
+
+def parse_variant(text: str) -> tuple[str, list[tuple[str, str]], dict[str, str]]:
+    """``NAME:pkg.mod[.Class].ATTR=VALUE,pkg.mod.func(),$ENVVAR=VALUE`` -> name, patches, environment."""
+    name, _, assignments = text.partition(":")
+    pairs = []
+    env: dict[str, str] = {}
+    for item in assignments.split(","):
+        if item.startswith("$") and "=" in item:
+            var, _, value = item[1:].partition("=")
+            env[var] = value
+            continue
+        if item.endswith("()"):
+            target, value = item[:-2], "()"
+        else:
+            target, _, value = item.partition("=")
+        if not name or "." not in target or not value:
+            raise SystemExit(f"bad --variant {text!r}: expected NAME:module.ATTR=VALUE[,...]")
+        pairs.append((target.strip(), value.strip()))
+    return name, pairs, env
+
+
+def freeze(revision: str | None) -> tuple[Path, str]:
+    """A frozen copy of ``ws4py_integrations`` and ``examples`` our servers run from, and its label.
+
+    The library may change while a long run goes on; every measurement of one
+    run must see the same code. ``revision`` is a git revision (``git archive``);
+    ``None`` copies the working tree as it is now.
+    """
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    target = RESULTS / "snapshots" / stamp
+    target.mkdir(parents=True, exist_ok=True)
+    if revision is None:
+        for name in ("ws4py_integrations", "examples"):
+            shutil.copytree(ROOT / name, target / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        label = git_revision()
+    else:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", revision, "ws4py_integrations", "examples"],
+            cwd=ROOT,
+            capture_output=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True, timeout=60)
+        label = revision
+    for old in sorted((RESULTS / "snapshots").iterdir())[:-5]:
+        shutil.rmtree(old, ignore_errors=True)
+    where = subprocess.run(
+        [
+            str(venvs.PROJECT_PYTHON),
+            "-c",
+            "import ws4py_integrations as w, examples as e; print(w.__file__, e.__file__)",
+        ],
+        cwd=target,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    if len(where) != 2 or not all(path.startswith(str(target)) for path in where):
+        raise SystemExit(f"bench: the frozen copy in {target} is not what python imports there: {where}")
+    return target, label
+
+
+def build_competitors(servers: list[str], families: list[str], variants: list[str] | None = None) -> list[Competitor]:
+    """Our servers plus the requested competitor families; unavailable ones are skipped with a message."""
+    result: list[Competitor] = []
+    for server in servers:
+        if server not in KNOWN_SERVERS:
+            print(f"bench: skipping server {server!r}: unknown (known: {', '.join(KNOWN_SERVERS)})", flush=True)
+            continue
+        why = ours_available(server)
+        if why is None:
+            result.append(
+                Competitor(
+                    f"ours-{server}",
+                    f"ws4py_integrations ({server})",
+                    "ours",
+                    None,
+                    ["-m", "examples.echo", "--server", server],
+                    server,
+                )
+            )
+            for variant in variants or []:
+                name, pairs, env = parse_variant(variant)
+                changes = [f"{t}={v}" for t, v in pairs] + [f"${k}={v}" for k, v in env.items()]
+                result.append(
+                    Competitor(
+                        f"ours-{server}+{name}",
+                        f"ws4py_integrations ({server}) with {', '.join(changes)}",
+                        "ours",
+                        None,
+                        ["-c", PATCH_BOOT, "--server", server],
+                        server,
+                        env={**env, "BENCH_PATCH": json.dumps(pairs), "PYTHONPATH": str(ROOT)},
+                    )
+                )
+        else:
+            print(f"bench: skipping ours-{server}: {why}", flush=True)
+        if "ws4py" in families:
+            result.append(
+                Competitor(
+                    f"ws4py-{server}",
+                    f"ws4py 0.6.0 ({server})",
+                    "ws4py",
+                    "ws4py",
+                    [str(BENCH / "servers" / "ws4py_server.py"), "--server", server],
+                    server,
+                )
+            )
+    servers_dir = BENCH / "servers"
+    if "gevent-websocket" in families:
+        result.append(
+            Competitor(
+                "gevent-websocket",
+                "gevent-websocket 0.10.1",
+                "gevent-websocket",
+                "gevent-websocket",
+                [str(servers_dir / "geventws_server.py")],
+            )
+        )
+    if "websockets" in families:
+        result.append(
+            Competitor(
+                "websockets",
+                "websockets asyncio",
+                "websockets",
+                "websockets",
+                [str(servers_dir / "websockets_server.py")],
+            )
+        )
+    if "raw" in families:
+        result.append(
+            Competitor("raw", "raw TCP echo (uvloop)", "raw", "client", [str(servers_dir / "raw_server.py")], raw=True)
+        )
+    return result
+
+
+class ServerProcess:
+    """One server process that we started; stopped by its PID only."""
+
+    def __init__(self, competitor: Competitor, log_path: Path) -> None:
+        self.competitor = competitor
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self) -> int:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.competitor.env}
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.competitor.command(0),
+                cwd=self.competitor.cwd or ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            match = READY_RE.search(self.log_path.read_text(errors="replace")[:8192])
+            if match:
+                self.port = int(match.group(1))
+                return self.port
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        tail = self.log_path.read_text(errors="replace")[-2000:]
+        self.stop()
+        raise RuntimeError(f"{self.competitor.name} did not become ready:\n{tail}")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def busy_cores(interval: float = 1.0) -> float:
+    """Cores the whole machine kept busy over ``interval`` seconds (``/proc/stat``)."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+        return sum(fields), fields[3] + fields[4]
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(interval)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    ticks = os.sysconf("SC_CLK_TCK")
+    return ((total1 - total0) - (idle1 - idle0)) / ticks / interval
+
+
+def wait_for_quiet(budget: float, threshold: float = 0.25) -> float:
+    """Wait (at most ``budget`` seconds) until other processes use under ``threshold`` cores; return the last reading."""
+    deadline = time.monotonic() + budget
+    busy = busy_cores(0.5) if budget > 0 else 0.0
+    while busy > threshold and time.monotonic() < deadline:
+        busy = busy_cores(1.0)
+    return busy
+
+
+def client_command(competitor: Competitor, scenario: Scenario, settings: Settings, port: int, pid: int) -> list[str]:
+    argv = [
+        str(venvs.python_of("client")),
+        str(BENCH / "client.py"),
+        scenario.mode,
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--server-pid",
+        str(pid),
+        "--conns",
+        str(scenario.conns),
+        "--size",
+        str(scenario.size),
+        "--kind",
+        scenario.kind,
+        "--warmup",
+        str(settings.warmup),
+        "--duration",
+        str(settings.duration),
+        "--concurrency",
+        str(settings.concurrency),
+        "--settle",
+        str(settings.settle),
+        "--rounds",
+        str(settings.broadcasts),
+    ]
+    if competitor.raw:
+        argv.append("--raw")
+    return argv
+
+
+def measure(competitor: Competitor, scenario: Scenario, settings: Settings) -> dict[str, Any]:
+    """Start a fresh server, run one client scenario against it, stop it."""
+    background = wait_for_quiet(settings.quiet_wait) if settings.quiet_wait > 0 else None
+    server = ServerProcess(competitor, RESULTS / "logs" / f"{competitor.name}.log")
+    try:
+        port = server.start()
+    except RuntimeError as exc:
+        return {"error": str(exc).splitlines()[0]}
+    timeout = 120 + settings.warmup + settings.duration + scenario.conns * 0.05 + settings.broadcasts
+    try:
+        proc = subprocess.run(
+            client_command(competitor, scenario, settings, port, server.pid),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"client timed out after {timeout:.0f} s"}
+    finally:
+        server.stop()
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        err = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"client exited {proc.returncode}: {err}"}
+    result: dict[str, Any] = json.loads(lines[-1])
+    if background is not None:
+        result["background_before_core"] = background
+    return result
+
+
+def run(competitors: list[Competitor], settings: Settings) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """All rounds; within a round every scenario runs every competitor, order rotating."""
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {
+        key: {c.name: [] for c in competitors} for key in settings.scenarios
+    }
+    for rnd in range(settings.rounds):
+        for key in settings.scenarios:
+            scenario = SCENARIOS[key]
+            shift = rnd % len(competitors)
+            order = competitors[shift:] + competitors[:shift]
+            for competitor in order:
+                t0 = time.monotonic()
+                result = measure(competitor, scenario, settings)
+                results[key][competitor.name].append(result)
+                print(
+                    f"bench: round {rnd + 1}/{settings.rounds} {key:<15} {competitor.name:<17} "
+                    f"{report.one_line(scenario.mode, scenario.size, result)} ({time.monotonic() - t0:.1f} s)",
+                    flush=True,
+                )
+    return results
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"cores": os.cpu_count(), "python": sys.version.split()[0], "kernel": os.uname().release}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                info["memory_gib"] = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return info
+
+
+def git_revision() -> str:
+    try:
+        rev = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "ws4py_integrations", "examples"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{rev}{' (modified)' if dirty else ''}" if rev else "unknown"
+
+
+def versions(competitors: list[Competitor]) -> dict[str, dict[str, str]]:
+    """Package versions per venv that took part."""
+    names = ["ws4py_integrations", "websockets", "CherryPy", "cheroot", "gevent", "greenlet"]
+    out = {"project": venvs.project_versions(names)}
+    wanted = {
+        "client": ["picows", "uvloop"],
+        "websockets": ["websockets"],
+        "ws4py": ["ws4py", "CherryPy", "cheroot", "gevent"],
+        "gevent-websocket": ["gevent-websocket", "gevent"],
+    }
+    for venv in sorted({c.venv for c in competitors if c.venv} | {"client"}):
+        out[venv] = venvs.installed_versions(venvs.python_of(venv), wanted.get(venv, []))
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--servers", nargs="+", default=list(KNOWN_SERVERS), help="our servers (and ws4py's): wsgiref cherrypy gevent"
+    )
+    parser.add_argument(
+        "--competitors",
+        nargs="*",
+        default=None,
+        help=f"families among {' '.join(COMPETITOR_FAMILIES)} (default: all; gevent-websocket only with gevent)",
+    )
+    parser.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS), help="default: all (quick: a few)")
+    parser.add_argument("--quick", action="store_true", help="short durations, fewer configs (CI smoke)")
+    parser.add_argument("--rounds", type=int, help="rounds per competitor (default 5, quick 1)")
+    parser.add_argument("--duration", type=float, help="seconds measured per echo run (default 3, quick 0.6)")
+    parser.add_argument("--warmup", type=float, help="seconds of warm-up per echo run (default 1, quick 0.3)")
+    parser.add_argument("--broadcasts", type=int, help="broadcasts measured per run (default 20, quick 5)")
+    parser.add_argument(
+        "--quiet-wait",
+        type=float,
+        help="seconds to wait before each measurement for other processes to go quiet (default 10, quick 0)",
+    )
+    parser.add_argument("--concurrency", type=int, default=8, help="handshakes in flight while connecting")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="also run our servers patched: NAME:module.ATTR=LITERAL, NAME:tools.bench.experiments.FUNC(), NAME:$ENV=VALUE (comma-separated)",
+    )
+    parser.add_argument(
+        "--revision", help="run our servers from this git revision (default: a copy of the working tree)"
+    )
+    parser.add_argument("--json", type=Path, help="write results here (default tools/bench/results/<time>.json)")
+    parser.add_argument("--docs", type=Path, help="write the results page (default for full runs: docs/benchmarks.rst)")
+    parser.add_argument("--no-docs", action="store_true", help="do not write the results page")
+    parser.add_argument("--report", type=Path, help="only print (and with --docs, render) a saved results JSON")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.report is not None:
+        data = json.loads(args.report.read_text())
+        print(report.text(data), flush=True)
+        if args.docs is not None:
+            args.docs.write_text(report.rst(data))
+            print(f"bench: results page {args.docs}", flush=True)
+        return 0
+    quick = args.quick
+    settings = Settings(
+        warmup=args.warmup if args.warmup is not None else (0.3 if quick else 1.0),
+        duration=args.duration if args.duration is not None else (0.6 if quick else 3.0),
+        rounds=args.rounds if args.rounds is not None else (1 if quick else 5),
+        broadcasts=args.broadcasts if args.broadcasts is not None else (5 if quick else 20),
+        settle=0.5 if quick else 1.0,
+        concurrency=args.concurrency,
+        scenarios=tuple(args.scenarios or (QUICK if quick else FULL)),
+        quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 10.0),
+    )
+    families = args.competitors
+    if families is None:
+        families = [f for f in COMPETITOR_FAMILIES if f != "gevent-websocket" or "gevent" in args.servers]
+    unknown = sorted(set(families) - set(COMPETITOR_FAMILIES))
+    if unknown:
+        print(f"bench: ignoring unknown competitors: {', '.join(unknown)}", flush=True)
+    nofile = raise_nofile()
+    print(f"bench: RLIMIT_NOFILE {nofile[0]} (hard {nofile[1]})", flush=True)
+    competitors = build_competitors(args.servers, families, args.variant)
+    snapshot, revision = freeze(args.revision)
+    for competitor in competitors:
+        if competitor.family == "ours":
+            competitor.cwd = snapshot
+    print(f"bench: our servers run from {snapshot.relative_to(ROOT)} ({revision})", flush=True)
+    if not competitors:
+        print("bench: nothing to run", file=sys.stderr)
+        return 2
+    needed = {"client"} | {c.venv for c in competitors if c.venv}
+    for name in sorted(needed):
+        venvs.ensure(name)
+    started = datetime.now(UTC)
+    t0 = time.monotonic()
+    results = run(competitors, settings)
+    data: dict[str, Any] = {
+        "date": started.strftime("%Y-%m-%d %H:%M UTC"),
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "command": "python -m tools.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": machine_info(),
+        "revision": revision,
+        "versions": versions(competitors),
+        "nofile": list(nofile),
+        "settings": vars(settings),
+        "competitors": [
+            {"name": c.name, "label": c.label, "family": c.family, "server": c.server} for c in competitors
+        ],
+        "scenarios": {key: vars(SCENARIOS[key]) for key in settings.scenarios},
+        "results": results,
+    }
+    json_path = args.json or RESULTS / f"bench-{started.strftime('%Y%m%d-%H%M%S')}.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(data, indent=1))
+    print(report.text(data), flush=True)
+    print(f"bench: results in {json_path}", flush=True)
+    docs = args.docs if args.docs is not None else (None if quick else ROOT / "docs" / "benchmarks.rst")
+    if docs is not None and not args.no_docs:
+        docs.parent.mkdir(parents=True, exist_ok=True)
+        docs.write_text(report.rst(data))
+        print(f"bench: results page {docs}", flush=True)
+    failed = [
+        f"{key}/{name}" for key, per in results.items() for name, runs in per.items() if all("error" in r for r in runs)
+    ]
+    if failed:
+        print(f"bench: no numbers for {', '.join(failed)}", flush=True)
+    return 0

@@ -1,0 +1,1 @@
+"""Autobahn|Testsuite conformance runs against ``examples.echo`` (see ``tools/conformance/README.md``)."""

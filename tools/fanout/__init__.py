@@ -1,0 +1,1 @@
+"""Fan-out benchmark across processes (in-process broker vs Redis): ``python -m tools.fanout``."""

@@ -1,0 +1,1 @@
+"""Hardening tools: load, soak and fuzz commands (``python -m tools.hardening.<name>``)."""
