@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick profile load soak fuzz clean
+.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick profile load soak fuzz clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -22,7 +22,18 @@ test:
 	$(PY) -m ruff format --check ws4py_integrations examples tests tools
 	$(PY) -m mypy
 	$(PY) -m pytest -p no:cacheprovider
+	@bash scripts/min-versions.sh
+	@bash scripts/check-dist.sh
 	@if [ -f docs/conf.py ]; then $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html; fi
+
+# The behaviour suite at the oldest versions pyproject.toml allows (.venv-min).
+test-min-versions:
+	@bash scripts/min-versions.sh
+
+# sdist and wheel into dist/, checked with twine; each extra installed from the wheel
+# alone into a clean virtualenv and started (scripts/check-dist.sh).
+dist: setup
+	@bash scripts/check-dist.sh --out dist
 
 test-fast: setup
 	$(PY) -m pytest -x -q -p no:cacheprovider

@@ -19,6 +19,9 @@ from sphinx.util.docutils import SphinxDirective
 
 def _format_default(name: str, value: Any) -> str:
     if value is None:
+        # None turns an option off, except origins, where it is the same-origin check.
+        if name == "origins":
+            return "``None`` (same origin, or no ``Origin``)"
         return "``None`` (off)"
     if isinstance(value, bool):
         return f"``{value}``"
