@@ -31,7 +31,7 @@ from packaging.version import Version
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from tests.servers import RunningServer
+from tests.support.servers import RunningServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
