@@ -31,7 +31,7 @@ from websockets.sync.client import ClientConnection, connect  # noqa: E402
 
 from tests.support import app as apps  # noqa: E402
 from tests.support.client import RawClient, handshake_request  # noqa: E402
-from tests.support.process import ServerProcess  # noqa: E402
+from tests.support.process import echo_example  # noqa: E402
 from tests.support.servers import RunningServer, TLSFiles  # noqa: E402
 from tests.support.servers.cherrypy import run_cherrypy  # noqa: E402
 from ws4py_integrations import WebSocket  # noqa: E402
@@ -607,11 +607,8 @@ def test_importing_the_package_does_not_import_cherrypy() -> None:
 
 @pytest.mark.parametrize("transport", ["ws", "wss"])
 def test_echo_example_on_cherrypy(transport: str, tls_files: TLSFiles, tmp_path: Path) -> None:
-    command = [sys.executable, "-m", "examples.echo", "--server", "cherrypy", "--port", "0"]
-    if transport == "wss":
-        command += ["--tls", tls_files.certfile, tls_files.keyfile]
-    ready = r"echo example on cherrypy.*://[^/\s]+:(?P<port>\d+)"
-    with ServerProcess(command, ready=ready, log_path=tmp_path / "echo.log", name="echo example") as proc:
+    tls = (tls_files.certfile, tls_files.keyfile) if transport == "wss" else None
+    with echo_example("cherrypy", tls=tls, log_path=tmp_path / "echo.log") as proc:
         running = RunningServer("cherrypy", "127.0.0.1", proc.port, transport == "wss", None, lambda: None)
         running.extra["client_ssl"] = tls_files.client_context if transport == "wss" else None
         assert http_get(running, "/").status == 200

@@ -34,7 +34,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests import test_behaviour as behaviour
 from tests.support import app as apps
 from tests.support.client import RawClient
-from tests.support.process import ServerProcess
+from tests.support.process import ServerProcess, echo_example
 from tests.support.servers import RunningServer, TLSFiles
 from tests.support.servers.gevent import serve
 from ws4py_integrations import Message, WebSocket, WebSocketMiddleware
@@ -315,18 +315,10 @@ def test_handlers_option_is_checked() -> None:
 # -- the example -----------------------------------------------------------------------------
 
 
-def echo_example(server: str, tls_files: TLSFiles, transport: str, log_path: Path) -> ServerProcess:
-    """``python -m examples.echo`` on ``server``, port 0 (ws or wss); its stderr goes to ``log_path``."""
-    command = [sys.executable, "-m", "examples.echo", "--server", server, "--port", "0", "--log-level", "INFO"]
-    if transport == "wss":
-        command += ["--tls", tls_files.certfile, tls_files.keyfile]
-    ready = rf"echo example on {server}.*://[^/\s]+:(?P<port>\d+)"
-    return ServerProcess(command, ready=ready, log_path=log_path, name=f"echo example on {server}")
-
-
 @pytest.mark.parametrize("transport", ["ws", "wss"])
 def test_echo_example_on_gevent(transport: str, tls_files: TLSFiles, tmp_path: Path) -> None:
-    with echo_example("gevent", tls_files, transport, tmp_path / "echo.log") as proc:
+    tls = (tls_files.certfile, tls_files.keyfile) if transport == "wss" else None
+    with echo_example("gevent", tls=tls, log_path=tmp_path / "echo.log") as proc:
         running = RunningServer("gevent", "127.0.0.1", proc.port, transport == "wss", None, lambda: None)
         running.extra["client_ssl"] = tls_files.client_context if transport == "wss" else None
         with urllib.request.urlopen(running.http_url("/"), timeout=10, context=running.extra["client_ssl"]) as page:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Literal
 
-__all__ = ["ROOT", "ServerProcess", "app_server", "free_port", "terminate"]
+__all__ = ["ROOT", "ServerProcess", "app_server", "echo_example", "free_port", "terminate"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -237,3 +237,15 @@ def app_server(
     command = [sys.executable, "-m", "tests.support.serve", "--server", server, "--port", "0"]
     command += ["--log-level", log_level, *(["--redis", redis_url] if redis_url else []), *extra_args]
     return ServerProcess(command, ready=APP_READY, log_path=log_path, name=f"test app on {server}")
+
+
+def echo_example(
+    server: str, *, tls: tuple[str, str] | None = None, log_path: Path | None = None, log_level: str = "INFO"
+) -> ServerProcess:
+    """``python -m examples.echo --server SERVER`` on port 0, exactly as users start it
+    (``tls``: a ``(certfile, keyfile)`` pair for wss)."""
+    command = [sys.executable, "-m", "examples.echo", "--server", server, "--port", "0", "--log-level", log_level]
+    if tls is not None:
+        command += ["--tls", *tls]
+    ready = rf"echo example on {server}.*://[^/\s]+:(?P<port>\d+)"
+    return ServerProcess(command, ready=ready, log_path=log_path, name=f"echo example on {server}")

@@ -194,6 +194,10 @@ class WSGIServer(cheroot.wsgi.Server):
 
     def run(self, signals: Iterable[int] = DEFAULT_SIGNALS) -> None:
         """Serve until one of ``signals`` (SIGTERM, SIGINT) arrives, then :meth:`stop`.
-        Call it on the main thread."""
+        Call it on the main thread; after ``prepare()`` (to learn the port
+        bound to port 0, for example) it serves the socket already bound."""
         with stop_on_signals(self.stop, signals):
-            self.safe_start()
+            if self.ready:
+                self.serve()
+            else:
+                self.safe_start()
