@@ -21,7 +21,8 @@ test:
 	$(PY) -m ruff check ws4py_integrations examples tests bench conformance hardening scaleout
 	$(PY) -m ruff format --check ws4py_integrations examples tests bench conformance hardening scaleout
 	$(PY) -m mypy
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m coverage run -m pytest -p no:cacheprovider
+	$(PY) -m coverage report
 	@if [ -f docs/conf.py ]; then $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html; fi
 
 test-fast: setup
