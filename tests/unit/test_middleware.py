@@ -249,3 +249,15 @@ def test_missing_extra_message() -> None:
     assert error.name == "gevent"
     anonymous = missing_extra("x", "redis", ImportError("no"))
     assert "needs an optional dependency" in str(anonymous) and anonymous.name is None
+
+
+def test_message_views_and_option_validation() -> None:
+    from ws4py_integrations import Message, WebSocketOptions
+
+    text, binary = Message("é"), Message(b"\xc3\xa9\xff")
+    assert (text.is_text, text.is_binary, len(text), str(text)) == (True, False, 1, "é")
+    assert (binary.is_text, binary.is_binary, len(binary), str(binary)) == (False, True, 3, "é\ufffd")
+    with pytest.raises(ValueError, match="ping_interval must be positive"):
+        WebSocketOptions.from_kwargs(ping_interval=0)
+    with pytest.raises(ValueError, match="close_timeout must be positive"):
+        WebSocketOptions.from_kwargs(close_timeout=0)
