@@ -21,7 +21,10 @@ test:
 	$(PY) -m ruff check ws4py_integrations examples tests tools
 	$(PY) -m ruff format --check ws4py_integrations examples tests tools
 	$(PY) -m mypy
-	$(PY) -m pytest -p no:cacheprovider
+	$(PY) -m coverage erase
+	$(PY) -m coverage run -m pytest -p no:cacheprovider
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report
 	@bash scripts/min-versions.sh
 	@bash scripts/check-dist.sh
 	@if [ -f docs/conf.py ]; then $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html; fi

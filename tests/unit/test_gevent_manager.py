@@ -1,0 +1,127 @@
+"""GeventManager on this thread's hub, driven with socket pairs (greenlet and thread handlers).
+
+The process is not monkey-patched: the test waits cooperatively (gevent
+sockets, events and joins with timeouts) so that the hub runs the manager.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.socket
+import pytest
+
+from ws4py_integrations.connection import Connection
+from ws4py_integrations.events import Message
+from ws4py_integrations.manager import GeventManager
+from ws4py_integrations.manager.base import BATCH
+from ws4py_integrations.options import WebSocketOptions
+from ws4py_integrations.websocket import WebSocket
+
+from .helpers import ENVIRON, OP_TEXT, accept, client_close, client_frame, server_close, server_frame
+
+TIMEOUT = 5.0
+OPTIONS = WebSocketOptions(ping_interval=None, read_timeout=None, close_timeout=2.0)
+
+
+class Echo(WebSocket):
+    received: list[Any]
+
+    def opened(self) -> None:
+        self.received = []
+
+    def received_message(self, message: Message) -> None:
+        self.received.append(message.data)
+        self.send(message.data)
+
+
+def connect(manager: GeventManager, buffered: bytes = b"") -> tuple[Connection, Any]:
+    server, client = socket.socketpair()
+    conn = Connection(server, accept(), OPTIONS, ENVIRON, manager, Echo)
+    manager.run(conn, buffered)
+    peer = gevent.socket.socket(fileno=client.detach())
+    peer.settimeout(TIMEOUT)
+    return conn, peer
+
+
+def expect(peer: Any, data: bytes) -> None:
+    received = b""
+    while len(received) < len(data):
+        chunk = peer.recv(len(data) - len(received))
+        assert chunk, received
+        received += chunk
+    assert received == data
+
+
+@pytest.fixture(params=["greenlets", "threads"])
+def manager(request: pytest.FixtureRequest) -> Iterator[GeventManager]:
+    mgr = GeventManager(handlers=request.param)
+    yield mgr
+    with gevent.Timeout(TIMEOUT):
+        mgr.stop(timeout=1.0)
+
+
+def test_echo_in_order_and_stop_with_1001(manager: GeventManager) -> None:
+    count = BATCH + 10
+    frames = b"".join(client_frame(OP_TEXT, str(i).encode()) for i in range(count))
+    conn, peer = connect(manager, buffered=frames[:50])
+    peer.sendall(frames[50:])
+    expect(peer, b"".join(server_frame(OP_TEXT, str(i).encode()) for i in range(count)))
+    assert manager.handlers == manager._requested_mode
+    assert manager.broadcast("all") == 1
+    expect(peer, server_frame(OP_TEXT, b"all"))
+    stopper = gevent.spawn(manager.stop, 2.0)
+    expect(peer, server_close(1001, "server shutting down"))
+    peer.sendall(client_close(1000))
+    peer.shutdown(socket.SHUT_WR)
+    assert stopper.join(TIMEOUT) is not None or stopper.ready()
+    assert manager.wait_released(conn.websocket, timeout=TIMEOUT) is True
+    assert conn.websocket.close_code == 1000
+    peer.close()
+
+
+def test_large_sends_wait_for_the_writer(manager: GeventManager) -> None:
+    conn, peer = connect(manager)
+    payload = b"x" * (4 * 2**20)
+    conn.websocket.send(payload)
+    expect(peer, b"\x82\x7f" + len(payload).to_bytes(8, "big") + payload)
+    conn.websocket.close()
+    expect(peer, server_close(1000))
+    peer.sendall(client_close(1000))
+    assert manager.wait_closed(TIMEOUT) is True
+    peer.close()
+
+
+def test_timers_and_cancellation() -> None:
+    mgr = GeventManager(handlers="greenlets")
+    mgr.start()
+    fired = gevent.event.Event()
+    mgr.call_later(0.0, fired.set)
+    cancelled = mgr.call_later(0.01, lambda: pytest.fail("cancelled timer ran"))
+    cancelled.cancel()
+    mgr.call_later(0.0, lambda: 1 / 0)  # logged, not raised
+    assert fired.wait(TIMEOUT)
+    gevent.sleep(0.05)
+    mgr.stop()
+
+
+def test_handler_mode_choice(monkeypatch: Any, caplog: Any) -> None:
+    from ws4py_integrations.manager import gevent as backend
+
+    with pytest.raises(ValueError, match="handlers must be"):
+        GeventManager(handlers="processes")  # type: ignore[arg-type]
+    monkeypatch.setattr(backend, "_logged_modes", set())
+    with caplog.at_level(logging.INFO, "ws4py_integrations.gevent"):
+        assert GeventManager()._resolve_mode() == "threads"
+        assert GeventManager(handlers="greenlets")._resolve_mode() == "greenlets"
+    assert "not monkey-patched, so WebSocket handlers run on up to 32 OS threads" in caplog.text
+    assert "handlers run on greenlets but the socket module is not monkey-patched" in caplog.text
+    monkeypatch.setattr(backend.monkey, "is_module_patched", lambda name: True)
+    assert GeventManager()._resolve_mode() == "greenlets"
+    with pytest.raises(ValueError, match="needs real threads"):
+        GeventManager(handlers="threads")._resolve_mode()
