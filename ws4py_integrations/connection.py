@@ -46,20 +46,8 @@ _serials = itertools.count(1)
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 # Small frames waiting together are joined into one send of at most this size.
 _COALESCE = 64 * 1024
-_RECV_SIZE = 256 * 1024
-
-
-_local = threading.local()
-
-
-def _recv_view() -> memoryview:
-    """This thread's receive buffer: a fresh 256 KiB allocation per recv() call
-    would cost more than the copy out of a reused one (glibc maps it anew)."""
-    try:
-        view: memoryview = _local.view
-    except AttributeError:
-        view = _local.view = memoryview(bytearray(_RECV_SIZE))
-    return view
+#: Size of a backend's receive buffer (:attr:`Backend.recv_buffer`).
+RECV_SIZE = 256 * 1024
 
 
 def _data_header(frame: Frame) -> bytes:
@@ -116,6 +104,13 @@ def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
 class Backend(Protocol):
     """What a connection needs from the manager backend that runs it."""
 
+    #: The buffer :meth:`Connection.read` receives into (``RECV_SIZE`` bytes).
+    #: One per backend, not per connection or thread: a backend reads one
+    #: socket at a time on its loop, and the bytes are copied out at once (a
+    #: fresh 256 KiB allocation per ``recv()`` would cost more than the copy:
+    #: glibc maps it anew).
+    recv_buffer: memoryview
+
     def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
         """Run ``func(*args)`` after every callback scheduled before for ``conn``."""
 
@@ -127,6 +122,11 @@ class Backend(Protocol):
 
     def connection_lost(self, conn: Connection) -> None:
         """Stop watching ``conn``'s socket and close it (from any thread)."""
+
+    def reading_changed(self, conn: Connection) -> None:
+        """``conn.reading_paused`` changed (``conn.lock`` held, any thread): stop or
+        resume watching the socket for reading (then call ``conn.read()`` at once:
+        TLS may hold bytes the socket will not signal)."""
 
 
 def encode_frames(data: str | bytes | bytearray | memoryview | Iterable[str | bytes]) -> list[Frame]:
@@ -170,6 +170,7 @@ class Connection:
         "_head_tried",
         "_keepalive_timer",
         "_out",
+        "_pending",
         "_ping_payload",
         "_ping_sent_at",
         "_read_timer",
@@ -190,6 +191,7 @@ class Connection:
         "out_size",
         "peer_address",
         "protocol",
+        "reading_paused",
         "sock",
         "websocket",
     )
@@ -236,6 +238,9 @@ class Connection:
         self.closed_reason = ""
         self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
         self.latency: float | None = None
+        # Messages received and not yet handled; reading pauses at max_queue.
+        self._pending = 0
+        self.reading_paused = False
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
         self._keepalive_timer: TimerHandle | None = None
@@ -264,9 +269,9 @@ class Connection:
         """Read what the socket has and process it; ``False`` once the connection is done."""
         while True:
             with self.lock:
-                if self.finalized:
-                    return False
-                view = _recv_view()
+                if self.finalized or self.reading_paused:
+                    return not self.finalized
+                view = self.backend.recv_buffer
                 try:
                     data = bytes(view[: self.sock.recv_into(view)])
                 except _WOULD_BLOCK:
@@ -303,7 +308,7 @@ class Connection:
         for event in inbox:
             if isinstance(event, Message):
                 self.messages_in += 1
-                self.backend.schedule(self, self._dispatch, self.websocket.received_message, event)
+                self._message_received(event)
             else:
                 self._pong_received(event)
         if writes:
@@ -312,11 +317,37 @@ class Connection:
                 # a protocol error go out before our close frame.
                 self.backend.schedule(self, self._release, writes)
             else:
-                self._release(writes)
+                with self.lock:
+                    self._release_locked(writes)
+                    # Pongs count toward the send buffer like everything else:
+                    # a peer that pings and never reads is closed (1008).
+                    self._over_send_limit()
         if protocol.state is CLOSED:
             self.abort()
         elif closing_now:
             self._start_close_timer()
+
+    def _message_received(self, message: Message) -> None:
+        limit = self.options.max_queue
+        if limit is not None:
+            with self.lock:
+                self._pending += 1
+                if self._pending >= limit and not self.reading_paused:
+                    # Backpressure through TCP: the peer's sends wait in its
+                    # kernel buffers, not in our memory.
+                    self.reading_paused = True
+                    self.backend.reading_changed(self)
+        self.backend.schedule(self, self._handle_message, message)
+
+    def _handle_message(self, message: Message) -> None:
+        self._dispatch(self.websocket.received_message, message)
+        if self.options.max_queue is not None:
+            with self.lock:
+                self._pending -= 1
+                # Resume at a quarter, so a busy peer does not flap the watch.
+                if self.reading_paused and self._pending <= self.options.max_queue // 4 and not self.finalized:
+                    self.reading_paused = False
+                    self.backend.reading_changed(self)
 
     def on_writable(self) -> bool:
         """Flush the outbound buffer; ``True`` while bytes are still waiting."""
@@ -521,6 +552,9 @@ class Connection:
                 self.closed_code, self.closed_reason = close.code, close.reason
             self._out = None
             self.out_size = 0
+            # A message in progress can be large: free it now, not when the
+            # cycle collector gets to the protocol.
+            self.protocol.release()
             for timer in (self._keepalive_timer, self._close_timer, self._read_timer):
                 if timer is not None:
                     timer.cancel()

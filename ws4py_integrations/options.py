@@ -62,6 +62,11 @@ class WebSocketOptions:
     #: closed with 1008. A single message larger than the limit is still sent
     #: when the buffer is below it. ``None`` means no limit.
     max_send_buffer: int | None = 16 * 2**20
+    #: Messages received and not yet handled (``received_message`` has not
+    #: returned) before the connection stops reading from its socket; reading
+    #: resumes at a quarter of it. The peer then waits on TCP flow control
+    #: instead of filling our memory. ``None`` means no limit.
+    max_queue: int | None = 64
     #: Negotiate permessage-deflate (RFC 7692) when the client offers it.
     compression: bool = True
     #: Subprotocols in server preference order, or a selector callable.
@@ -89,7 +94,7 @@ class WebSocketOptions:
         return options
 
     def _validate(self) -> None:
-        for name in ("max_message_size", "max_send_buffer"):
+        for name in ("max_message_size", "max_send_buffer", "max_queue"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be a positive int or None, not {value!r}")

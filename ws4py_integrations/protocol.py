@@ -7,7 +7,10 @@ layer owns is turning frames into messages, strictly:
   it, not at the end of the message (RFC 6455 section 8.1);
 - a Close frame arriving in the middle of a fragmented message is answered
   with a Close, as control frames may be interleaved (section 5.4);
-- no limit on the number of fragments, only on the message size.
+- no limit on the number of fragments as such, but every fragment counts
+  toward the message size limit with the smallest overhead a client frame
+  has (6 bytes: header and mask), so millions of empty fragments are refused
+  (1009) like one large message.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import codecs
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from websockets.exceptions import PayloadTooBig
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -99,6 +103,8 @@ class _Reader(StreamReader):
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 
 OP_CONT, OP_TEXT, OP_BINARY = Opcode.CONT, Opcode.TEXT, Opcode.BINARY
+# The smallest client frame: 2 header bytes and the 4-byte mask.
+FRAME_OVERHEAD = 6
 OP_CLOSE, OP_PING, OP_PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
 
 
@@ -119,6 +125,8 @@ class MessageProtocol(ServerProtocol):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # Our own copy: websockets renamed its attribute (max_size, max_message_size).
+        self.size_limit: int | None = kwargs.get("max_size")
         # Restart the parser on a reader that tracks frame boundaries (no
         # data has been fed yet, so nothing is lost).
         self.reader = _Reader()
@@ -190,35 +198,64 @@ class MessageProtocol(ServerProtocol):
                 decoder: codecs.IncrementalDecoder = _utf8_decoder()
                 self._asm = _Assembly(decoder)
                 self._asm.parts.append(decoder.decode(frame.data, False))
+                self._count(self._asm, frame)
         elif opcode is OP_BINARY:
             if frame.fin:
                 self.inbox.append(Message(bytes(frame.data)))
             else:
                 self._asm = _Assembly(None)
                 self._asm.parts.append(frame.data)
+                self._count(self._asm, frame)
         elif opcode is OP_CONT:
             current = self._asm
             assert current is not None
             asm: _Assembly = current
+            self._count(asm, frame)
             if asm.decoder is not None:
-                asm.parts.append(asm.decoder.decode(frame.data, frame.fin))
+                piece = asm.decoder.decode(frame.data, frame.fin)
+                if piece:
+                    asm.parts.append(piece)
                 if frame.fin:
                     self.inbox.append(Message("".join(asm.parts)))
                     self._asm = None
             else:
-                asm.parts.append(frame.data)
+                if frame.data:
+                    asm.parts.append(frame.data)
                 if frame.fin:
                     self.inbox.append(Message(b"".join(asm.parts)))
                     self._asm = None
         elif opcode is OP_PONG:
             self.inbox.append(Pong(bytes(frame.data)))
 
+    def _count(self, asm: _Assembly, frame: Frame) -> None:
+        """Charge a fragment to its message: payload plus frame overhead."""
+        asm.cost += len(frame.data) + FRAME_OVERHEAD
+        limit = self.size_limit
+        if limit is not None and asm.cost > limit:
+            self._asm = None
+            # websockets adds its own count to a PayloadTooBig raised while it
+            # tracks a fragmented message; ours (with overhead) replaces it.
+            reset_fragmented_size(self)
+            raise PayloadTooBig(asm.cost, limit)
+
+    def release(self) -> None:
+        """Drop what a message in progress holds (the connection is gone): at
+        once, without waiting for the cycle collector to free the protocol."""
+        self._asm = None
+        self.inbox = []
+        reader: _Reader = self.reader  # type: ignore[assignment]
+        reader.buffer = bytearray()
+        reader.partial = None
+        reader.head = reader.mask = b""
+
 
 class _Assembly:
     """A fragmented message in progress: decoded text pieces, or bytes."""
 
-    __slots__ = ("decoder", "parts")
+    __slots__ = ("cost", "decoder", "parts")
 
     def __init__(self, decoder: codecs.IncrementalDecoder | None) -> None:
         self.decoder = decoder
         self.parts: list[Any] = []
+        # Bytes charged against the size limit: payload plus frame overhead.
+        self.cost = 0

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ws4py_integrations.connection import Connection
+from ws4py_integrations.connection import RECV_SIZE, Connection
 from ws4py_integrations.events import Message
 from ws4py_integrations.handshake import Accept, negotiate
 from ws4py_integrations.options import WebSocketOptions
@@ -96,6 +96,12 @@ class FakeBackend:
     timers: list[FakeTimer] = field(default_factory=list)
     writable_wanted: list[Connection] = field(default_factory=list)
     lost: list[Connection] = field(default_factory=list)
+    #: Each reading_changed() call: (connection, its reading_paused then).
+    reading: list[tuple[Connection, bool]] = field(default_factory=list)
+    recv_buffer: memoryview = field(default_factory=lambda: memoryview(bytearray(RECV_SIZE)))
+
+    def reading_changed(self, conn: Connection) -> None:
+        self.reading.append((conn, conn.reading_paused))
 
     def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
         self.scheduled.append((conn, func, args))

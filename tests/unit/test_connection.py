@@ -22,6 +22,7 @@ from ws4py_integrations.exceptions import WebSocketClosed
 
 from .helpers import (
     OP_BINARY,
+    OP_CONT,
     OP_PING,
     OP_PONG,
     OP_TEXT,
@@ -109,11 +110,7 @@ def test_start_schedules_opened_then_processes_buffered_bytes(pair: Any, backend
     server, _ = pair
     conn = make_connection(server, backend, **NO_TIMERS)
     conn.start(client_frame(OP_TEXT, b"one") + client_frame(OP_BINARY, b"two"))
-    assert [(func.__name__, args[0].__name__) for _, func, args in backend.scheduled] == [
-        ("_dispatch", "opened"),
-        ("_dispatch", "received_message"),
-        ("_dispatch", "received_message"),
-    ]
+    assert [func.__name__ for _, func, _ in backend.scheduled] == ["_dispatch", "_handle_message", "_handle_message"]
     backend.run_scheduled()
     assert handler(conn).events == [("opened",), ("message", "one"), ("message", b"two")]
     assert (conn.messages_in, conn.bytes_in) == (2, 9 + 9)
@@ -603,3 +600,61 @@ def test_protocol_log_is_silent_unless_debug(pair: Any, backend: FakeBackend, ca
         conn.protocol.logger.log(logging.ERROR, "dropped")
         conn.feed(client_close(1000, "bye"))
     assert [r for r in caplog.records if r.name == "ws4py_integrations.protocol"] == []
+
+
+# -- bounded memory against hostile peers ----------------------------------------------------------
+
+
+def test_reading_pauses_at_max_queue_and_resumes_at_a_quarter(pair: Any, backend: FakeBackend) -> None:
+    server, _ = pair
+    conn = make_connection(server, backend, max_queue=8, **NO_TIMERS)
+    conn.start(b"".join(client_frame(OP_TEXT, b"m%d" % i) for i in range(10)))
+    # The 8th unhandled message paused reading; the rest of the bytes already in hand still parse.
+    assert backend.reading == [(conn, True)]
+    assert conn.reading_paused
+    assert conn.read() is True  # paused: reads nothing, still open
+    _, opened, args = backend.scheduled.pop(0)
+    opened(*args)
+    handled = 0
+    while backend.reading[-1][1]:
+        _, func, args = backend.scheduled.pop(0)
+        func(*args)
+        handled += 1
+    # 10 pending; resumed once 2 (= 8 // 4) were left.
+    assert handled == 8 and not conn.reading_paused
+    assert backend.reading == [(conn, True), (conn, False)]
+
+
+def test_pongs_count_toward_the_send_buffer(pair: Any, backend: FakeBackend) -> None:
+    server, _ = pair
+    conn = make_connection(server, backend, max_send_buffer=1000, **NO_TIMERS)
+    conn.start(b"")
+    fill(server)  # the peer reads nothing: every pong stays queued
+    pings = b"".join(client_frame(OP_PING, b"x" * 100) for _ in range(20))
+    conn.feed(pings)
+    assert conn.protocol.close_sent is not None and conn.protocol.close_sent.code == 1008
+    assert conn.out_size < 1000 + 20 * 102 + 64
+
+
+def test_a_connection_dropped_mid_message_frees_it_without_the_cycle_collector(pair: Any, backend: FakeBackend) -> None:
+    import gc
+    import tracemalloc
+
+    server, _ = pair
+    conn = make_connection(server, backend, max_message_size=64 * 2**20, **NO_TIMERS)
+    conn.start(b"")
+    gc.disable()
+    tracemalloc.start()
+    try:
+        chunk = b"z" * 2**20
+        conn.feed(client_frame(OP_BINARY, chunk, fin=False))
+        for _ in range(7):
+            conn.feed(client_frame(OP_CONT, chunk, fin=False))
+        held = tracemalloc.get_traced_memory()[0]
+        assert held > 8 * 2**20
+        conn.feed(b"")  # TCP dropped mid-message
+        assert conn.finalized
+        assert tracemalloc.get_traced_memory()[0] < held - 7 * 2**20
+    finally:
+        tracemalloc.stop()
+        gc.enable()

@@ -251,11 +251,24 @@ def test_a_fragmented_message_over_max_size_is_1009() -> None:
 
 
 def test_many_small_fragments_are_fine_within_the_size_limit() -> None:
+    # 102 frames: 101 payload bytes + 102 x 6 bytes of overhead = 713 <= 1000.
     proto = protocol(max_size=1000)
     proto.receive_data(client_frame(OP_TEXT, b"a", fin=False))
-    proto.receive_data(b"".join(client_frame(OP_CONT, b"a", fin=False) for _ in range(500)))
+    proto.receive_data(b"".join(client_frame(OP_CONT, b"a", fin=False) for _ in range(100)))
     proto.receive_data(client_frame(OP_CONT, b"", fin=True))
-    assert proto.inbox == [Message("a" * 501)]
+    assert proto.inbox == [Message("a" * 101)]
+
+
+def test_empty_fragments_count_their_overhead_and_end_in_1009() -> None:
+    # Millions of empty fragments must not be free: each costs 6 bytes of
+    # the limit, so the 167th of these (1002 > 1000) fails the connection.
+    proto = protocol(max_size=1000)
+    proto.receive_data(client_frame(OP_BINARY, b"", fin=False))
+    proto.receive_data(b"".join(client_frame(OP_CONT, b"", fin=False) for _ in range(10_000)))
+    assert proto.inbox == []
+    close, eof = proto.data_to_send()
+    assert (close[0], close[2:4], eof) == (0x88, b"\x03\xf1", b"")  # Close 1009, then the half-close
+    assert proto.close_sent is not None and proto.close_sent.code == 1009
 
 
 # -- permessage-deflate ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..broker import Broker, InProcessBroker
-from ..connection import Connection, TimerHandle, encode_frames
+from ..connection import RECV_SIZE, Connection, TimerHandle, encode_frames
 from ..exceptions import WebSocketClosed
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ class Manager(abc.ABC):
         # Connections whose socket is watched for writability (set and
         # cleared under the connection's lock).
         self._writing: set[Connection] = set()
+        #: What connections receive into (see :class:`~ws4py_integrations.connection.Backend`).
+        self.recv_buffer = memoryview(bytearray(RECV_SIZE))
 
     @property
     def broker(self) -> Broker:
@@ -408,6 +410,10 @@ class Manager(abc.ABC):
     @abc.abstractmethod
     def _watch_writable(self, conn: Connection) -> None:
         """Call :meth:`_flush_writable` whenever the socket is writable, until it returns ``False``."""
+
+    @abc.abstractmethod
+    def reading_changed(self, conn: Connection) -> None:
+        """``conn.reading_paused`` changed (``conn.lock`` held, any thread)."""
 
     @abc.abstractmethod
     def _queue_ready(self, conn: Connection) -> None:

@@ -99,10 +99,12 @@ class _HubTimer:
 class _Watch:
     """Hub-side state of one connection (touched on the hub thread only, but ``released``)."""
 
-    __slots__ = ("read_watcher", "reader", "released", "released_event", "write_watcher", "writer")
+    __slots__ = ("read_watcher", "reader", "released", "released_event", "resumed", "write_watcher", "writer")
 
     def __init__(self) -> None:
         self.reader: gevent.Greenlet[Any, Any] | None = None
+        # Set while the reader waits for reading to resume (backpressure).
+        self.resumed: gevent.event.Event | None = None
         self.writer: gevent.Greenlet[Any, Any] | None = None
         self.read_watcher: Any = None
         self.write_watcher: Any = None
@@ -267,9 +269,29 @@ class GeventManager(Manager):
             with self._io_greenlet(conn, "reader"):
                 # Read first: TLS may already hold decrypted bytes the socket will not signal.
                 while conn.read():
+                    if conn.reading_paused:
+                        # Too many messages wait for their handler: leave the
+                        # socket unread until reading_changed() says otherwise.
+                        resumed = watch.resumed = gevent.event.Event()
+                        if conn.reading_paused:
+                            resumed.wait()
+                        watch.resumed = None
+                        continue
                     self._hub.wait(watcher)
         finally:
             watch.reader = None
+
+    def reading_changed(self, conn: Connection) -> None:
+        # The reader notices a pause itself (it is the one reading); a resume
+        # must wake it, on the hub.
+        if not conn.reading_paused:
+            self._call_soon(self._resume_reader, conn)
+
+    def _resume_reader(self, conn: Connection) -> None:
+        with self._watches_lock:
+            watch = self._watches.get(conn)
+        if watch is not None and watch.resumed is not None:
+            watch.resumed.set()
 
     def _watch_writable(self, conn: Connection) -> None:
         # Called with conn.lock held, from any thread.

@@ -289,14 +289,41 @@ class ThreadedManager(Manager):
         conn.start(buffered)
 
         def register() -> None:
-            if conn.finalized:
-                return
-            self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+            with conn.lock:
+                self._set_interest(conn)
             if conn.is_tls:
                 # TLS may already hold decrypted bytes the socket will not signal.
                 conn.read()
 
         self._call_soon(register)
+
+    def _set_interest(self, conn: Connection) -> None:
+        """Watch ``conn``'s socket for what it needs now (on the loop, ``conn.lock`` held)."""
+        if conn.finalized:
+            return
+        events = (0 if conn.reading_paused else selectors.EVENT_READ) | (
+            selectors.EVENT_WRITE if conn in self._writing else 0
+        )
+        selector = self._selector
+        try:
+            key = selector.get_key(conn.sock)
+        except KeyError:
+            if events:
+                selector.register(conn.sock, events, conn)
+            return
+        if not events:
+            selector.unregister(conn.sock)
+        elif key.events != events:
+            selector.modify(conn.sock, events, conn)
+
+    def reading_changed(self, conn: Connection) -> None:
+        def update() -> None:
+            with conn.lock:
+                self._set_interest(conn)
+            if not conn.reading_paused and conn.is_tls:
+                conn.read()
+
+        self._call_soon(update)
 
     def _unwatch(self, conn: Connection) -> None:
         def unregister() -> None:
@@ -310,15 +337,14 @@ class ThreadedManager(Manager):
     def _watch_writable(self, conn: Connection) -> None:
         def watch() -> None:
             with conn.lock:
-                if not conn.finalized and conn in self._writing:
-                    self._selector.modify(conn.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, conn)
+                self._set_interest(conn)
 
         self._call_soon(watch)
 
     def _writable(self, conn: Connection) -> None:
         with conn.lock:
-            if not self._flush_writable(conn) and not conn.finalized:
-                self._selector.modify(conn.sock, selectors.EVENT_READ, conn)
+            if not self._flush_writable(conn):
+                self._set_interest(conn)
 
     def call_later(self, delay: float, func: Callable[[], Any]) -> _HeapTimer:
         timer = _HeapTimer(time.monotonic() + delay, next(self._seq), func)
