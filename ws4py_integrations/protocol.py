@@ -170,11 +170,14 @@ class MessageProtocol(ServerProtocol):
             return
         shift = done % 4
         mask = reader.mask[shift:] + reader.mask[:shift]
+        # Bytes of an incomplete character the decoder kept from the last
+        # piece come first in what it reports positions in.
+        kept = len(decoder.getstate()[0])
         try:
             decoder.decode(apply_mask(bytes(reader.buffer[done:available]), mask), False)
         except UnicodeDecodeError as exc:
             reader.partial = None
-            self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {done + exc.start}")
+            self.fail(CloseCode.INVALID_DATA, f"{exc.reason} at position {done - kept + exc.start}")
             self.parser_exc = exc
             return
         reader.partial = (serial, available, decoder)

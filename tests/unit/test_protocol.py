@@ -165,11 +165,6 @@ def test_invalid_utf8_in_a_frame_with_a_16_bit_length_arriving_in_odd_chunks() -
     assert proto.data_to_send() == [server_close(1007, "invalid start byte at position 200"), EOF_MARK]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="protocol.py _validate_partial_text: the reported position counts the bytes of an "
-    "incomplete character the decoder kept from the previous chunk twice (off by up to 3)",
-)
 def test_invalid_utf8_position_when_a_chunk_ends_inside_a_character() -> None:
     proto = protocol(max_size=None)
     payload = "é".encode() * 100 + b"\xff" + b"z" * 100

@@ -3,12 +3,18 @@ hands the loop to a fresh thread when a callback blocks (leader/followers).
 
 Handing every message to a worker thread costs a thread switch per message.
 Instead the thread leading the loop runs callbacks inline, in order per
-connection. A watchdog notices when a callback has been running for longer
-than ``handoff_after`` (10 ms by default: a handler that sleeps, waits on a
-lock or does blocking I/O) and starts a new thread that takes over the loop.
-The blocked thread, once its callback returns, finishes that connection's
-queued callbacks and ends. So a handler that blocks delays only its own
-connection, and the common case pays no thread switch at all.
+connection. A watchdog notices when a callback is *blocked* (it sleeps, waits
+on a lock or does blocking I/O) and starts a new thread that takes over the
+loop. The blocked thread, once its callback returns, finishes that
+connection's queued callbacks and ends. So a handler that blocks delays only
+its own connection, and the common case pays no thread switch at all.
+
+Blocked, not merely slow: a callback that has run for ``handoff_after``
+(10 ms) is handed off only if the process left the CPU mostly idle meanwhile
+(the callback waits for something). A callback that computes, or that waits
+for the GIL or for a core kept busy by other threads, would not go faster on
+a new thread: on a loaded core, handing off would only churn threads. A callback that keeps the loop
+for ``handoff_cap`` (0.2 s) is handed off whatever the CPU says.
 
 Sends from any thread write directly when the socket can take the bytes and
 involve the loop only when it cannot.
@@ -62,14 +68,40 @@ def _noop() -> None:
     pass
 
 
+class _CpuSampler:
+    """Whether the process left the CPU mostly idle since the last sample.
+
+    While the leader is inside a callback, an idle process means the callback
+    waits for something (sleep, I/O, a lock): handing the loop over helps.
+    A busy one means it computes, or waits for the GIL or for the core that
+    other threads of ours keep busy: a new thread would wait just the same.
+    (Per-thread CPU clocks would be finer, but reading one of a thread that
+    just ended is undefined behaviour in C.)
+    """
+
+    __slots__ = ("_cpu", "_wall")
+
+    def __init__(self) -> None:
+        self._wall = time.monotonic()
+        self._cpu = time.process_time()
+
+    def sample(self) -> bool:
+        wall, cpu = time.monotonic(), time.process_time()
+        elapsed = wall - self._wall
+        idle = elapsed > 0 and cpu - self._cpu < 0.5 * elapsed
+        self._wall, self._cpu = wall, cpu
+        return idle
+
+
 class ThreadedManager(Manager):
     """A manager on a ``selectors`` loop; callbacks run on the loop thread
     unless they block, in which case the loop moves to a new thread.
 
     ``max_workers`` bounds the threads: the one leading the loop plus those
     still inside a blocking callback. When all are taken, callbacks wait.
-    ``handoff_after`` is how long a callback may run before the loop moves on
-    without it. ``broker`` carries broadcasts (see
+    ``handoff_after`` is how long a blocked callback may keep the loop before
+    it moves on without it, ``handoff_cap`` how long any callback may (see
+    the module documentation). ``broker`` carries broadcasts (see
     :class:`~ws4py_integrations.Manager`).
     """
 
@@ -78,6 +110,7 @@ class ThreadedManager(Manager):
         *,
         max_workers: int = 32,
         handoff_after: float = 0.01,
+        handoff_cap: float = 0.2,
         name: str = "ws4py",
         broker: Broker | None = None,
     ) -> None:
@@ -87,6 +120,7 @@ class ThreadedManager(Manager):
         self._name = name
         self._max_threads = max_workers
         self._handoff_after = handoff_after
+        self._handoff_cap = max(handoff_cap, handoff_after)
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -141,12 +175,17 @@ class ThreadedManager(Manager):
         thread.start()
 
     def _watch_leader(self) -> None:
-        """Move the loop to a new thread when the leader is stuck in a callback."""
+        """Move the loop to a new thread when the leader is blocked in a callback."""
         period = self._handoff_after
+        sampler = _CpuSampler()
         while not self._stopped_event.wait(period):
+            idle = sampler.sample()
             with self._lock:
                 since = self._busy_since
-                if since is None or time.monotonic() - since < period or not self._running:
+                if since is None or not self._running:
+                    continue
+                busy_for = time.monotonic() - since
+                if busy_for < period or (busy_for < self._handoff_cap and not idle):
                     continue
                 if self._threads >= self._max_threads:
                     if not self._saturation_logged:
@@ -178,7 +217,14 @@ class ThreadedManager(Manager):
                 if not self._run_callbacks(me):
                     return  # demoted: another thread leads the loop now
         except Exception:
-            logger.exception("I/O loop crashed; aborting its connections")
+            # A bug of ours. Restarting the loop could crash it again: this
+            # manager takes no more connections (503), and the ones it has
+            # are dropped, their closed() run here, since no loop will.
+            logger.exception("I/O loop crashed; aborting its connections and refusing new ones")
+            with self._lock:
+                self._running = False
+            with self._registry_lock:
+                self._stopped = True
             for conn in self._snapshot():
                 conn.abort()
         finally:
