@@ -48,6 +48,7 @@ from .protocol import (
     Leave,
     ListRooms,
     Say,
+    nick_key,
     parse,
 )
 
@@ -115,8 +116,11 @@ class Chat:
         self._seq = itertools.count(1)
 
     def claim_nick(self, nick: str, websocket: ChatWebSocket) -> bool:
-        """Reserve ``nick`` (case-insensitively) for ``websocket``; ``False`` if in use."""
-        key = nick.casefold()
+        """Reserve ``nick`` for ``websocket``; ``False`` if it, or a look-alike, is in use.
+
+        Look-alikes share their :func:`~examples.chat.protocol.nick_key`.
+        """
+        key = nick_key(nick)
         with self.lock:
             holder = self._nicks.get(key)
             if holder is not None and holder is not websocket and not holder.terminated:
@@ -126,8 +130,9 @@ class Chat:
 
     def release_nick(self, nick: str, websocket: ChatWebSocket) -> None:
         with self.lock:
-            if self._nicks.get(nick.casefold()) is websocket:
-                del self._nicks[nick.casefold()]
+            key = nick_key(nick)
+            if self._nicks.get(key) is websocket:
+                del self._nicks[key]
 
     def record(self, room: str, nick: str, text: str) -> dict[str, Any]:
         """A new message for ``room``, kept in its history (call with ``lock`` held)."""
@@ -227,7 +232,7 @@ class ChatWebSocket(WebSocket):
         if self.nick is not None:
             raise ChatError("already_named", f"you are already {self.nick!r}")
         if not self.chat.claim_nick(nick, self):
-            raise ChatError("nick_taken", f"the nickname {nick!r} is in use; pick another")
+            raise ChatError("nick_taken", f"the nickname {nick!r}, or one that looks the same, is in use; pick another")
         self.nick = nick
         self.manager.join(self, DIRECTORY)
         self.send_json({"type": "ready", "nick": nick, "rooms": self.directory()})

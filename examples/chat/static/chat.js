@@ -186,7 +186,7 @@
         }, 5000);
         return;
       }
-      if (!state.nick && ["bad_nick", "nick_taken", "already_named"].includes(msg.code)) {
+      if (!state.nick && ["nick_invalid", "nick_taken", "already_named"].includes(msg.code)) {
         // A nickname refused (also after a reconnect): ask again.
         state.wantedNick = null;
         $("chat").hidden = true;
