@@ -19,8 +19,30 @@ import pytest
 import websocket  # websocket-client
 
 from examples.chat import make_app
-from examples.chat.protocol import MAX_FRAME, MAX_NICK, MAX_TEXT, ChatError, Hello, Join, ListRooms, Say, parse
-from examples.chat.server import RATE_BURST, STATIC_DIR, TRANSPORT_MAX_MESSAGE
+from examples.chat.protocol import (
+    MAX_FRAME,
+    MAX_NICK,
+    MAX_ROOM,
+    MAX_TEXT,
+    ChatError,
+    Hello,
+    Join,
+    ListRooms,
+    Say,
+    check_nick,
+    nick_key,
+    parse,
+)
+from examples.chat.server import (
+    DIRECTORY,
+    RATE_BURST,
+    ROOM_PREFIX,
+    STATIC_DIR,
+    TRANSPORT_MAX_MESSAGE,
+    ChatLimits,
+    DirectoryFeed,
+    directory_listing,
+)
 from tests.support.servers import RunningServer, available, serve
 from ws4py_integrations import ThreadedManager, WebSocketError
 
@@ -56,11 +78,11 @@ def test_parse_accepts_each_command() -> None:
         ('{"type": "hello", "nick": 5}', "bad_message"),
         ('{"type": "hello", "nick": "bob", "admin": true}', "bad_message"),
         ('{"type": "say", "room": "lobby"}', "bad_message"),
-        ('{"type": "hello", "nick": ""}', "bad_nick"),
-        ('{"type": "hello", "nick": "two words"}', "bad_nick"),
-        ('{"type": "hello", "nick": "<script>"}', "bad_nick"),
-        ('{"type": "hello", "nick": "_underscore_first"}', "bad_nick"),
-        (json.dumps({"type": "hello", "nick": "x" * (MAX_NICK + 1)}), "bad_nick"),
+        ('{"type": "hello", "nick": ""}', "nick_invalid"),
+        ('{"type": "hello", "nick": "two words"}', "nick_invalid"),
+        ('{"type": "hello", "nick": "<script>"}', "nick_invalid"),
+        ('{"type": "hello", "nick": "_underscore_first"}', "nick_invalid"),
+        (json.dumps({"type": "hello", "nick": "x" * (MAX_NICK + 1)}), "nick_invalid"),
         ('{"type": "join", "room": "a/b"}', "bad_room"),
         ('{"type": "join", "room": ""}', "bad_room"),
         ('{"type": "say", "room": "lobby", "text": "   "}', "bad_text"),
@@ -80,6 +102,161 @@ def test_parse_refuses(data: str | bytes, code: str) -> None:
 def test_parse_drops_control_and_bidi_characters() -> None:
     # U+202E would reverse how the rest of the line displays.
     assert parse(json.dumps({"type": "say", "room": "a", "text": "a\u202eb\x07c\td"})) == Say("a", "abc\td")
+
+
+# -- nicknames: what looks the same is the same ---------------------------------------
+
+# Spelled with escapes: the look-alikes would be invisible in the source.
+CYRILLIC_A = "\u0430"
+CYRILLIC_ES = "\u0441"
+CYRILLIC_IE = "\u0435"
+MARIA = "\u041c\u0430\u0440\u0438\u044f"  # Cyrillic "Maria"
+GREEK_ABE = "\u0391\u0392\u0395"  # capitals alpha, beta, epsilon
+
+
+@pytest.mark.parametrize(
+    ("nick", "same_as"),
+    [
+        ("ALICE", "alice"),
+        ("\uff21\uff2c\uff29\uff23\uff25", "alice"),  # fullwidth, folded by NFKC
+        ("al\u200bice", "alice"),  # zero-width space
+        ("a\u00adlice\u2060", "alice"),  # soft hyphen, word joiner
+        ("alice\ufe0f", "alice"),  # variation selector
+        ("\u202ealice\u202c", "alice"),  # bidi override
+        (CYRILLIC_A + "lice", "alice"),  # one Cyrillic letter (refused anyway: mixed scripts)
+        (CYRILLIC_A + CYRILLIC_ES + CYRILLIC_IE, "ace"),  # all Cyrillic, a whole-script look-alike
+        (GREEK_ABE, "abe"),
+        ("Stra\u00dfe", "STRASSE"),  # case folding, not lower()
+        ("Zoe\u0308", "Zo\u00eb"),  # decomposed and composed
+    ],
+)
+def test_nick_key_folds_look_alikes(nick: str, same_as: str) -> None:
+    assert nick_key(nick) == nick_key(same_as)
+
+
+@pytest.mark.parametrize(
+    ("nick", "other"),
+    [
+        ("alice", "alice1"),
+        # Latin-internal look-alikes are left apart on purpose (docs/chat.rst).
+        ("bob", "b0b"),
+        ("all", "al1"),
+        (MARIA, "Maria"),
+    ],
+)
+def test_nick_key_keeps_different_names_apart(nick: str, other: str) -> None:
+    assert nick_key(nick) != nick_key(other)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (MARIA, MARIA),  # all Cyrillic: fine
+        ("\u0395\u03bb\u03ad\u03bd\u03b7", "\u0395\u03bb\u03ad\u03bd\u03b7"),  # all Greek
+        ("Zoe\u0308", "Zo\u00eb"),  # shown NFC-normalized
+        ("\uff21\uff2c\uff29\uff23\uff25", "\uff21\uff2c\uff29\uff23\uff25"),  # kept as typed (NFC)
+        ("al\u200bice", "alice"),  # invisible characters dropped from the name shown
+        ("taro\u7530\u4e2d", "taro\u7530\u4e2d"),  # Latin with Han is not a look-alike mix
+        ("x_1.y-2", "x_1.y-2"),
+    ],
+)
+def test_check_nick_accepts(value: str, shown: str) -> None:
+    assert check_nick(value) == shown
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        CYRILLIC_A + "lice",  # Latin with Cyrillic
+        "\u041caria",  # Cyrillic capital EM, then Latin
+        "\u03b1lpha",  # Greek alpha, then Latin
+        MARIA + "\u03b1",  # Cyrillic with Greek
+        "\u200b\u200c\u200d",  # only invisible characters
+        "\u3164",  # Hangul filler: a letter that shows nothing
+        "\ufe0f",
+        "a\x00b",
+        "a\x1b[31mb",  # terminal escape
+        "a\x7fb",
+        "",
+        "two words",
+    ],
+)
+def test_check_nick_refuses(value: str) -> None:
+    with pytest.raises(ChatError) as info:
+        check_nick(value)
+    assert info.value.code == "nick_invalid" and info.value.message
+
+
+def test_mixed_script_refusal_says_why() -> None:
+    with pytest.raises(ChatError, match="Cyrillic and Latin"):
+        check_nick(CYRILLIC_A + "lice")
+
+
+# -- the room directory, bounded -------------------------------------------------------
+
+
+def test_directory_lists_the_biggest_rooms_only() -> None:
+    counts = {f"{ROOM_PREFIX}r{n:02}": n for n in range(1, 61)} | {DIRECTORY: 60, "other:room": 99}
+    listing = directory_listing(counts, 50)
+    assert listing["total"] == 60 and len(listing["rooms"]) == 50
+    assert listing["rooms"][0] == {"name": "r60", "members": 60}
+    assert listing["rooms"][-1] == {"name": "r11", "members": 11}
+
+
+def test_directory_message_has_a_size_bound() -> None:
+    """50 rooms with the longest names in 4-byte characters stay under 8 KiB."""
+    widest = "\U00020000"  # a CJK ideograph: 4 bytes in UTF-8, a letter
+    counts = {f"{ROOM_PREFIX}{widest * (MAX_ROOM - 2)}{n:02}": 99_999 for n in range(500)}
+    data = json.dumps(directory_listing(counts, 50), ensure_ascii=False, separators=(",", ":"))
+    assert len(data.encode()) < 8 * 1024
+
+
+class FakeTimerManager:
+    """The two manager methods DirectoryFeed uses, with timers run by hand."""
+
+    def __init__(self) -> None:
+        self.room_counts: dict[str, int] = {}
+        self.timers: list[tuple[float, Callable[[], Any]]] = []
+        self.sent: list[tuple[str, str | None]] = []
+
+    def call_later(self, delay: float, func: Callable[[], Any]) -> Any:
+        self.timers.append((delay, func))
+        return None
+
+    def rooms(self) -> dict[str, int]:
+        return dict(self.room_counts)
+
+    def broadcast_local(self, data: str, room: str | None = None) -> int:
+        self.sent.append((data, room))
+        return 1
+
+    def fire(self) -> float:
+        delay, func = self.timers.pop(0)
+        func()
+        return delay
+
+
+def test_directory_feed_coalesces_changes() -> None:
+    feed = DirectoryFeed(interval=1.0, size=50)
+    manager = FakeTimerManager()
+    for n in range(1000):  # a bot's joins and leaves between two pushes
+        manager.room_counts = {f"{ROOM_PREFIX}bot": 1} if n % 2 else {}
+        feed.changed(manager)  # type: ignore[arg-type]
+    assert len(manager.timers) == 1 and manager.timers[0][0] == 0.0  # the first push goes out at once
+    manager.room_counts = {f"{ROOM_PREFIX}lobby": 2}
+    manager.fire()
+    assert [json.loads(data)["rooms"] for data, _ in manager.sent] == [[{"name": "lobby", "members": 2}]]
+    assert manager.sent[0][1] == DIRECTORY
+
+    feed.changed(manager)  # type: ignore[arg-type]
+    feed.changed(manager)  # type: ignore[arg-type]
+    assert len(manager.timers) == 1 and 0.5 < manager.timers[0][0] <= 1.0  # the rest of the interval
+    manager.fire()
+    assert len(manager.sent) == 1  # unchanged since the last push: nothing sent
+    manager.room_counts = {}
+    feed.changed(manager)  # type: ignore[arg-type]
+    manager.fire()
+    assert len(manager.sent) == 2 and feed.pushes == 2
 
 
 # -- on a live server ---------------------------------------------------------------
@@ -176,8 +353,8 @@ def test_welcome_tells_the_limits(connect: Callable[[], Client]) -> None:
         ("not json at all", "bad_json"),
         ("[]", "bad_message"),
         ({"type": "launch"}, "bad_message"),
-        ({"type": "hello", "nick": "bad nick!"}, "bad_nick"),
-        ({"type": "hello", "nick": "n" * 50}, "bad_nick"),
+        ({"type": "hello", "nick": "bad nick!"}, "nick_invalid"),
+        ({"type": "hello", "nick": "n" * 50}, "nick_invalid"),
         ("y" * (MAX_FRAME + 10), "too_long"),
         (b"\x00binary", "bad_message"),
         ({"type": "join", "room": "lobby"}, "not_ready"),
@@ -216,6 +393,31 @@ def test_nickname_is_unique_until_released(connect: Callable[[], Client]) -> Non
             break
         assert reply["code"] == "nick_taken" and time.monotonic() < deadline
         time.sleep(0.05)
+
+
+def test_look_alike_nicknames_are_taken(connect: Callable[[], Client]) -> None:
+    alice = connect()
+    alice.hello("alice")
+    other = connect()
+    for spoof in ("ALICE", "\uff21\uff2c\uff29\uff23\uff25", "al\u200bice", "alice\ufe0f"):
+        other.send({"type": "hello", "nick": spoof})
+        error = other.expect("error")
+        assert error["code"] == "nick_taken" and "looks the same" in error["message"], spoof
+    other.send({"type": "hello", "nick": CYRILLIC_A + "lice"})
+    error = other.expect("error")
+    assert error["code"] == "nick_invalid" and "Cyrillic and Latin" in error["message"]
+
+    # A name in one non-Latin script is welcome, shown as typed, and unique too.
+    assert other.hello(MARIA)["nick"] == MARIA
+    third = connect()
+    third.send({"type": "hello", "nick": MARIA.upper()})
+    assert third.expect("error")["code"] == "nick_taken"
+    # A whole-script look-alike of a Latin name in use.
+    assert third.hello("ace")["nick"] == "ace"
+    fourth = connect()
+    fourth.send({"type": "hello", "nick": CYRILLIC_A + CYRILLIC_ES + CYRILLIC_IE})
+    assert fourth.expect("error")["code"] == "nick_taken"
+    assert alice.quiet() == []
 
 
 def test_room_messages_presence_and_leave(connect: Callable[[], Client]) -> None:
@@ -333,6 +535,108 @@ def test_flood_is_throttled_for_the_flooder_only(connect: Callable[[], Client]) 
     assert set(notices) == {"rate_limited"} and len(notices) <= 1 + (len(spam) - (RATE_BURST - 2))
     alice.send({"type": "say", "room": "main", "text": "I can still talk"})
     assert alice.expect("message")["text"] == "I can still talk"
+
+
+# -- a bot churning rooms costs the others little ---------------------------------
+
+CYCLES = 500
+# What an idle observer may receive while a bot churns rooms: at most one
+# directory message per interval (plus the first and the last), none larger
+# than the directory's 8 KiB bound.
+DIRECTORY_BYTES_MAX = 8 * 1024
+
+
+class Observer(Client):
+    """A named, idle user that records every directory message and its size."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.hello("observer")
+        self.directories: list[dict[str, Any]] = []
+        self.bytes = 0
+
+    def until_listed(self, room: str) -> None:
+        """Read until a directory lists ``room``; every message read is counted."""
+        deadline = time.monotonic() + TIMEOUT
+        while (remaining := deadline - time.monotonic()) > 0:
+            self.ws.settimeout(remaining)
+            raw = self.ws.recv()
+            self.bytes += len(raw.encode() if isinstance(raw, str) else raw)
+            message = json.loads(raw)
+            assert message["type"] == "rooms", message  # in no room: nothing else reaches it
+            self.directories.append(message)
+            if any(entry["name"] == room for entry in message["rooms"]):
+                return
+        raise AssertionError(f"no directory listed #{room} within {TIMEOUT} s")
+
+
+def _bound(elapsed: float, interval: float) -> int:
+    """Directory messages allowed in ``elapsed`` seconds: one per interval, plus both ends."""
+    return int(elapsed / interval) + 2
+
+
+@pytest.fixture(params=[pytest.param(name, id=name) for name in available()])
+def server_name(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+def test_room_churn_without_rate_limits_is_coalesced(server_name: str) -> None:
+    """Even with the rate limits lifted, 500 join/leave cycles cost an observer a few messages."""
+    unlimited = ChatLimits(rate_burst=10**6, rate_per_second=10**6, room_burst=10**6, room_per_second=10**6)
+    with serve(server_name, make_app(limits=unlimited)) as server, ExitStack() as stack:
+        observer = Observer(server.ws_url("/ws"))
+        stack.callback(observer.close)
+        bot = Client(server.ws_url("/ws"))
+        stack.callback(bot.close)
+        bot.hello("bot")
+        started = time.monotonic()
+        for n in range(CYCLES):
+            room = f"spam{n % 7}"
+            bot.join(room)
+            bot.send({"type": "leave", "room": room})
+            assert bot.expect("left")["room"] == room
+        bot.join("final")
+        observer.until_listed("final")
+        elapsed = time.monotonic() - started
+    count = len(observer.directories)
+    assert count <= _bound(elapsed, unlimited.directory_interval), (count, elapsed)
+    assert observer.bytes <= count * DIRECTORY_BYTES_MAX
+    # 1000 changes: without coalescing that would be 1000 directory messages.
+    assert count < CYCLES // 10
+
+
+def test_a_room_churning_bot_is_rate_limited(server_name: str) -> None:
+    """A bot sending 500 join/leave cycles flat out: throttled, and the observer barely notices."""
+    limits = ChatLimits()
+    with serve(server_name, make_app()) as server, ExitStack() as stack:
+        observer = Observer(server.ws_url("/ws"))
+        stack.callback(observer.close)
+        bot = Client(server.ws_url("/ws"))
+        stack.callback(bot.close)
+        bot.hello("bot")
+        started = time.monotonic()
+        for n in range(CYCLES):
+            bot.send({"type": "join", "room": f"spam{n % 7}"})
+            bot.send({"type": "leave", "room": f"spam{n % 7}"})
+        # The replies to whatever got through, then one join once the limit
+        # allows it again: the server has handled the whole flood by then.
+        replies: list[dict[str, Any]] = []
+        deadline = time.monotonic() + TIMEOUT
+        while not any(r["type"] == "joined" and r["room"] == "final" for r in replies):
+            assert time.monotonic() < deadline, "the bot never got to join again"
+            bot.send({"type": "join", "room": "final"})
+            replies += bot.quiet()
+        observer.until_listed("final")
+        elapsed = time.monotonic() - started
+    codes = [r["code"] for r in replies if r["type"] == "error"]
+    assert "rate_limited" in codes
+    joins = sum(1 for r in replies if r["type"] == "joined")
+    # The room limit's burst, then its rate, for the whole run.
+    assert joins <= limits.room_burst + elapsed * limits.room_per_second + 1, (joins, elapsed)
+    count = len(observer.directories)
+    assert count <= _bound(elapsed, limits.directory_interval), (count, elapsed)
+    assert observer.bytes <= 50 * 1024
 
 
 class FlakyBrokerManager(ThreadedManager):

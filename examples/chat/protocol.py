@@ -39,6 +39,7 @@ __all__ = [
     "check_nick",
     "check_room",
     "check_text",
+    "nick_key",
     "parse",
 ]
 
@@ -104,13 +105,160 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# -- nicknames -------------------------------------------------------------------
+#
+# Two nicknames that look the same must not both be in use, so uniqueness is
+# decided on a folded key (nick_key), not on the text itself.
+
+# Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt),
+# on top of category Cf: characters that render as nothing, such as zero-width
+# spaces and joiners, variation selectors, bidi controls, tags and the Hangul
+# fillers (letters to regular expressions, so "\u3164" alone passed as a nick).
+_IGNORABLE_RANGES = (
+    (0x00AD, 0x00AD),
+    (0x034F, 0x034F),
+    (0x061C, 0x061C),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x206F),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0F),
+    (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)
+
+# Cyrillic and Greek letters that look like a Latin one, by their case-folded
+# form (case folding runs first, so capitals are covered through their small
+# letter). Where a capital and its small letter resemble different Latin
+# letters (Cyrillic EN looks like H, its small letter does not; Greek NU is N
+# or v) the form an impersonator would more likely type wins. The table is
+# deliberately small and over-inclusive rather than complete (Unicode's
+# confusables.txt has thousands of entries). Fullwidth and other
+# compatibility forms need no entry: NFKC folds them. Written with character
+# names, as the glyphs themselves are the very look-alikes a reader would miss.
+# Latin-internal look-alikes (0/o, 1/l, I/l, rn/m) are not folded: such pairs
+# are common in honest nicknames ("al1" next to "all") and differ on screen,
+# whereas a Cyrillic small letter A is pixel-identical to a Latin "a".
+_CONFUSABLES = str.maketrans(
+    {
+        unicodedata.lookup(name): latin
+        for name, latin in (
+            ("CYRILLIC SMALL LETTER A", "a"),
+            ("CYRILLIC SMALL LETTER VE", "b"),
+            ("CYRILLIC SMALL LETTER IE", "e"),
+            ("CYRILLIC SMALL LETTER IO", "ë"),
+            ("CYRILLIC SMALL LETTER SHHA", "h"),
+            ("CYRILLIC SMALL LETTER EN", "h"),
+            ("CYRILLIC SMALL LETTER BYELORUSSIAN-UKRAINIAN I", "i"),
+            ("CYRILLIC SMALL LETTER YI", "ï"),
+            ("CYRILLIC SMALL LETTER JE", "j"),
+            ("CYRILLIC SMALL LETTER KA", "k"),
+            ("CYRILLIC SMALL LETTER PALOCHKA", "l"),
+            ("CYRILLIC SMALL LETTER EM", "m"),
+            ("CYRILLIC SMALL LETTER O", "o"),
+            ("CYRILLIC SMALL LETTER ER", "p"),
+            ("CYRILLIC SMALL LETTER QA", "q"),
+            ("CYRILLIC SMALL LETTER DZE", "s"),
+            ("CYRILLIC SMALL LETTER TE", "t"),
+            ("CYRILLIC SMALL LETTER U", "y"),
+            ("CYRILLIC SMALL LETTER STRAIGHT U", "y"),
+            ("CYRILLIC SMALL LETTER WE", "w"),
+            ("CYRILLIC SMALL LETTER HA", "x"),
+            ("CYRILLIC SMALL LETTER KOMI DE", "d"),
+            ("CYRILLIC SMALL LETTER ES", "c"),
+            ("CYRILLIC SMALL LETTER SOFT SIGN", "b"),
+            ("GREEK SMALL LETTER ALPHA", "a"),
+            ("GREEK SMALL LETTER BETA", "b"),
+            ("GREEK SMALL LETTER EPSILON", "e"),
+            ("GREEK SMALL LETTER ETA", "n"),
+            ("GREEK SMALL LETTER IOTA", "i"),
+            ("GREEK SMALL LETTER KAPPA", "k"),
+            ("GREEK SMALL LETTER MU", "m"),
+            ("GREEK SMALL LETTER NU", "v"),
+            ("GREEK SMALL LETTER OMICRON", "o"),
+            ("GREEK SMALL LETTER RHO", "p"),
+            ("GREEK SMALL LETTER TAU", "t"),
+            ("GREEK SMALL LETTER UPSILON", "u"),
+            ("GREEK SMALL LETTER CHI", "x"),
+            ("GREEK SMALL LETTER ZETA", "z"),
+            ("GREEK LETTER YOT", "j"),
+        )
+    }
+)
+
+# Scripts whose letters impersonate each other; a nick may use one of them.
+_LOOKALIKE_SCRIPTS = ("LATIN", "CYRILLIC", "GREEK")
+
+
+def _invisible(ch: str) -> bool:
+    """Whether ``ch`` renders as nothing (default-ignorable or a format character)."""
+    if unicodedata.category(ch) == "Cf":
+        return True
+    code = ord(ch)
+    return any(low <= code <= high for low, high in _IGNORABLE_RANGES)
+
+
+def _strip_invisible(text: str) -> str:
+    return "".join(ch for ch in text if not _invisible(ch))
+
+
+def nick_key(nick: str) -> str:
+    """The key nicknames are compared on: equal keys mean "looks the same".
+
+    NFKC (fullwidth and other compatibility forms), case folding, invisible
+    characters removed, then the Cyrillic/Greek look-alikes mapped to Latin.
+    NFKC runs again after case folding, which can leave text unnormalized.
+    """
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", nick).casefold())
+    return _strip_invisible(folded).translate(_CONFUSABLES)
+
+
+def _scripts(text: str) -> set[str]:
+    """Which of the look-alike scripts the letters of ``text`` belong to.
+
+    The script is read from the character's name ("CYRILLIC SMALL LETTER A"):
+    the standard library has no script property, and for these three scripts
+    the name prefix is exact enough.
+    """
+    found = set()
+    for ch in text:
+        if ch.isalpha():
+            script = unicodedata.name(ch, "").split(" ", 1)[0]
+            if script in _LOOKALIKE_SCRIPTS:
+                found.add(script)
+    return found
+
+
 def check_nick(value: str) -> str:
-    """A valid nickname (NFC-normalized) or :class:`ChatError` ``bad_nick``."""
+    """A valid nickname as displayed (NFC, invisible characters removed), or ``nick_invalid``.
+
+    Whether it is free is the server's business (:func:`nick_key`).
+    """
     nick = unicodedata.normalize("NFC", value.strip())
+    if any(unicodedata.category(ch) in ("Cc", "Cs") for ch in nick):
+        raise ChatError("nick_invalid", "a nickname cannot contain control characters")
+    # Invisible characters only serve to tell apart names that look the same:
+    # drop them from the name shown, not only from the key.
+    nick = _strip_invisible(nick).strip()
+    if not nick or not nick_key(nick):
+        raise ChatError("nick_invalid", "a nickname needs visible characters")
     if not _NICK.fullmatch(nick):
         raise ChatError(
-            "bad_nick",
+            "nick_invalid",
             f"a nickname is 1 to {MAX_NICK} letters, digits, '_', '.' or '-', starting with a letter or digit",
+        )
+    scripts = _scripts(unicodedata.normalize("NFKC", nick))
+    if len(scripts) > 1:
+        raise ChatError(
+            "nick_invalid",
+            f"a nickname cannot mix {' and '.join(s.title() for s in sorted(scripts))} letters (they look alike)",
         )
     return nick
 

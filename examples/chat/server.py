@@ -10,7 +10,7 @@ Server messages (JSON text)::
 
     {"type": "welcome",  "limits": {...}}                      on connect
     {"type": "ready",    "nick": "alice", "rooms": [...]}      hello accepted
-    {"type": "rooms",    "rooms": [{"name": "lobby", "members": 2}, ...]}
+    {"type": "rooms",    "rooms": [{"name": "lobby", "members": 2}, ...], "total": 1}
     {"type": "joined",   "room": "lobby", "members": [...], "history": [message, ...]}
     {"type": "left",     "room": "lobby"}
     {"type": "message",  "id": "...", "room": "lobby", "nick": "alice", "text": "hi", "ts": 1700000000.0}
@@ -29,7 +29,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +49,11 @@ from .protocol import (
     Leave,
     ListRooms,
     Say,
+    nick_key,
     parse,
 )
 
-__all__ = ["STATIC_DIR", "Chat", "ChatWebSocket", "make_app"]
+__all__ = ["STATIC_DIR", "Chat", "ChatLimits", "ChatWebSocket", "DirectoryFeed", "directory_listing", "make_app"]
 
 logger = logging.getLogger("examples.chat")
 
@@ -68,6 +70,14 @@ MAX_ROOMS_PER_USER = 10
 # A connection may send RATE_BURST messages at once, then RATE_PER_SECOND.
 RATE_BURST = 20
 RATE_PER_SECOND = 5.0
+# Of those, joins and leaves: ROOM_BURST at once (a reconnecting page rejoins
+# all its rooms), then ROOM_PER_SECOND. Each one tells a room's members.
+ROOM_BURST = MAX_ROOMS_PER_USER
+ROOM_PER_SECOND = 1.0
+#: At most one directory push per this many seconds, and only when it changed.
+DIRECTORY_INTERVAL = 1.0
+#: Rooms listed in the directory (the biggest); ``total`` tells how many exist.
+DIRECTORY_SIZE = 50
 
 # Frames larger than this fail the connection with 1009 before the chat sees
 # them; between MAX_FRAME and this, the chat answers "too_long" instead.
@@ -76,6 +86,73 @@ TRANSPORT_MAX_MESSAGE = 64 * 1024
 
 def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class ChatLimits:
+    """The flood and amplification limits of one chat application."""
+
+    rate_burst: int = RATE_BURST
+    rate_per_second: float = RATE_PER_SECOND
+    room_burst: int = ROOM_BURST
+    room_per_second: float = ROOM_PER_SECOND
+    directory_interval: float = DIRECTORY_INTERVAL
+    directory_size: int = DIRECTORY_SIZE
+
+
+def directory_listing(counts: Mapping[str, int], size: int) -> dict[str, Any]:
+    """The ``rooms`` message for manager room ``counts``: the ``size`` biggest chat rooms.
+
+    Capped so that its size does not grow with the number of rooms a bot
+    opens (at most ``size`` entries of at most MAX_ROOM characters each).
+    """
+    rooms = [(name[len(ROOM_PREFIX) :], count) for name, count in counts.items() if name.startswith(ROOM_PREFIX)]
+    rooms.sort(key=lambda item: (-item[1], item[0]))
+    listed = [{"name": name, "members": count} for name, count in rooms[:size]]
+    return {"type": "rooms", "rooms": listed, "total": len(rooms)}
+
+
+class DirectoryFeed:
+    """Pushes the room directory to every named user, coalesced.
+
+    Every join and leave marks the directory changed; at most one push
+    follows per ``interval`` (the first one right away after a quiet
+    interval), and only if the listing differs from the last one pushed.
+    So a bot joining and leaving in a loop costs each user at most one
+    capped message per interval, whatever its pace.
+    """
+
+    def __init__(self, interval: float = DIRECTORY_INTERVAL, size: int = DIRECTORY_SIZE) -> None:
+        self.interval, self.size = interval, size
+        self._lock = threading.Lock()
+        self._due = False  # a push is scheduled
+        self._last_push = -float("inf")
+        self._last_sent: str | None = None
+        #: Pushes made (a listing equal to the last one is not pushed).
+        self.pushes = 0
+
+    def changed(self, manager: Manager) -> None:
+        """Note a change; the push runs on ``manager``'s timer, never on the caller's turn."""
+        with self._lock:
+            if self._due:
+                return  # the push already scheduled will see this change too
+            self._due = True
+            delay = max(0.0, self._last_push + self.interval - time.monotonic())
+        manager.call_later(delay, lambda: self._push(manager))
+
+    def _push(self, manager: Manager) -> None:
+        with self._lock:
+            self._due = False
+            self._last_push = time.monotonic()
+            data = _dump(directory_listing(manager.rooms(), self.size))
+            if data == self._last_sent:
+                return
+            self._last_sent = data
+            self.pushes += 1
+            # This process's rooms, to this process's users: not through a
+            # broker, whose other processes have directories of their own.
+            # The lock keeps two pushes from overtaking each other.
+            manager.broadcast_local(data, DIRECTORY)
 
 
 class _TokenBucket:
@@ -104,9 +181,11 @@ class Chat:
     overlap or leave a gap, and every member sees one order.
     """
 
-    def __init__(self, history: int = 50, max_history_rooms: int = 1000) -> None:
+    def __init__(self, history: int = 50, max_history_rooms: int = 1000, limits: ChatLimits | None = None) -> None:
         self.history_size = history
         self.max_history_rooms = max_history_rooms
+        self.limits = limits or ChatLimits()
+        self.directory = DirectoryFeed(self.limits.directory_interval, self.limits.directory_size)
         self.lock = threading.RLock()
         self._nicks: dict[str, ChatWebSocket] = {}
         self._history: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
@@ -115,8 +194,11 @@ class Chat:
         self._seq = itertools.count(1)
 
     def claim_nick(self, nick: str, websocket: ChatWebSocket) -> bool:
-        """Reserve ``nick`` (case-insensitively) for ``websocket``; ``False`` if in use."""
-        key = nick.casefold()
+        """Reserve ``nick`` for ``websocket``; ``False`` if it, or a look-alike, is in use.
+
+        Look-alikes share their :func:`~examples.chat.protocol.nick_key`.
+        """
+        key = nick_key(nick)
         with self.lock:
             holder = self._nicks.get(key)
             if holder is not None and holder is not websocket and not holder.terminated:
@@ -126,8 +208,9 @@ class Chat:
 
     def release_nick(self, nick: str, websocket: ChatWebSocket) -> None:
         with self.lock:
-            if self._nicks.get(nick.casefold()) is websocket:
-                del self._nicks[nick.casefold()]
+            key = nick_key(nick)
+            if self._nicks.get(key) is websocket:
+                del self._nicks[key]
 
     def record(self, room: str, nick: str, text: str) -> dict[str, Any]:
         """A new message for ``room``, kept in its history (call with ``lock`` held)."""
@@ -163,8 +246,11 @@ class ChatWebSocket(WebSocket):
         super().__init__(*args, **kwargs)
         self.nick: str | None = None
         self.joined: set[str] = set()
-        self._bucket = _TokenBucket(RATE_BURST, RATE_PER_SECOND)
+        limits = self.chat.limits
+        self._bucket = _TokenBucket(limits.rate_burst, limits.rate_per_second)
         self._throttled = False
+        self._room_bucket = _TokenBucket(limits.room_burst, limits.room_per_second)
+        self._room_throttled = False
 
     # -- callbacks ---------------------------------------------------------------
 
@@ -204,7 +290,8 @@ class ChatWebSocket(WebSocket):
             if self.nick is not None:
                 self.manager.leave(self, DIRECTORY)
                 self.chat.release_nick(self.nick, self)
-        self.publish_directory()
+        if self.nick is not None:
+            self.directory_changed()
 
     # -- commands ----------------------------------------------------------------
 
@@ -214,6 +301,15 @@ class ChatWebSocket(WebSocket):
             return
         if self.nick is None:
             raise ChatError("not_ready", "send a hello with your nickname first")
+        if isinstance(command, (Join, Leave)) and not self._room_bucket.take():
+            # A join or leave tells a room's members and changes the
+            # directory: limited on its own, below the general rate.
+            if not self._room_throttled:
+                self._room_throttled = True
+                raise ChatError("rate_limited", "too many joins and leaves; slow down")
+            return
+        if isinstance(command, (Join, Leave)):
+            self._room_throttled = False
         if isinstance(command, Join):
             self.join_room(command.room)
         elif isinstance(command, Leave):
@@ -221,16 +317,17 @@ class ChatWebSocket(WebSocket):
         elif isinstance(command, Say):
             self.say(command.room, command.text)
         elif isinstance(command, ListRooms):
-            self.send_json({"type": "rooms", "rooms": self.directory()})
+            self.send_json(self.directory())
 
     def hello(self, nick: str) -> None:
         if self.nick is not None:
             raise ChatError("already_named", f"you are already {self.nick!r}")
         if not self.chat.claim_nick(nick, self):
-            raise ChatError("nick_taken", f"the nickname {nick!r} is in use; pick another")
+            raise ChatError("nick_taken", f"the nickname {nick!r}, or one that looks the same, is in use; pick another")
         self.nick = nick
         self.manager.join(self, DIRECTORY)
-        self.send_json({"type": "ready", "nick": nick, "rooms": self.directory()})
+        listing = self.directory()
+        self.send_json({"type": "ready", "nick": nick, "rooms": listing["rooms"], "total": listing["total"]})
 
     def join_room(self, room: str) -> None:
         assert self.nick is not None
@@ -245,7 +342,7 @@ class ChatWebSocket(WebSocket):
             self.joined.add(room)
             self.send_joined(room)
             self._publish(ROOM_PREFIX + room, self.presence(room, "join"))
-        self.publish_directory()
+        self.directory_changed()
 
     def leave_room(self, room: str) -> None:
         with self.chat.lock:
@@ -254,7 +351,7 @@ class ChatWebSocket(WebSocket):
             self.joined.discard(room)
             self._leave(room)
             self.send_json({"type": "left", "room": room})
-        self.publish_directory()
+        self.directory_changed()
 
     def say(self, room: str, text: str) -> None:
         assert self.nick is not None
@@ -281,18 +378,12 @@ class ChatWebSocket(WebSocket):
         )
         self.send_json({"type": "joined", "room": room, "members": members, "history": self.chat.history(room)})
 
-    def directory(self) -> list[dict[str, Any]]:
-        """Open rooms (in this process) with their member counts, biggest first."""
-        counts = [
-            (name[len(ROOM_PREFIX) :], count)
-            for name, count in self.manager.rooms().items()
-            if name.startswith(ROOM_PREFIX)
-        ]
-        counts.sort(key=lambda item: (-item[1], item[0]))
-        return [{"name": name, "members": count} for name, count in counts]
+    def directory(self) -> dict[str, Any]:
+        """The ``rooms`` message: open rooms (in this process), biggest first, capped."""
+        return directory_listing(self.manager.rooms(), self.chat.limits.directory_size)
 
-    def publish_directory(self) -> None:
-        self._publish(DIRECTORY, _dump({"type": "rooms", "rooms": self.directory()}))
+    def directory_changed(self) -> None:
+        self.chat.directory.changed(self.manager)
 
     def _publish(self, room: str, data: str, exclude: Iterable[WebSocket] = ()) -> None:
         """``manager.broadcast`` to ``room``, telling the sender if a cross-process broker failed."""
@@ -375,15 +466,18 @@ class StaticFiles:
         return [body]
 
 
-def make_app(*, history: int = 50, manager: Manager | None = None, **options: Any) -> WSGIApp:
+def make_app(
+    *, history: int = 50, manager: Manager | None = None, limits: ChatLimits | None = None, **options: Any
+) -> WSGIApp:
     """The chat WSGI application: the page at ``/`` and the WebSocket at ``/ws``.
 
-    ``history`` is how many recent messages of a room a joiner gets.
+    ``history`` is how many recent messages of a room a joiner gets;
+    ``limits`` the flood and directory limits (:class:`ChatLimits`).
     ``manager`` overrides the one the server adapter offers: the hook for a
     manager whose rooms span processes (a broker). ``options`` override the
     endpoint's :class:`~ws4py_integrations.WebSocketOptions`.
     """
-    state = Chat(history=history)
+    state = Chat(history=history, limits=limits)
 
     class BoundChatWebSocket(ChatWebSocket):
         chat = state

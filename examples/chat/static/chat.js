@@ -118,7 +118,7 @@
       $("chat").hidden = false;
       $("me").hidden = false;
       $("me").textContent = `you are ${msg.nick}`;
-      renderDirectory(msg.rooms);
+      renderDirectory(msg.rooms, msg.total);
       const rooms = state.rooms.size ? [...state.rooms.keys()] : [FIRST_ROOM];
       if (!state.active) state.focusOnJoin = rooms[0];
       for (const name of rooms) send({ type: "join", room: name });
@@ -126,7 +126,7 @@
     },
 
     rooms(msg) {
-      renderDirectory(msg.rooms);
+      renderDirectory(msg.rooms, msg.total);
     },
 
     joined(msg) {
@@ -186,7 +186,7 @@
         }, 5000);
         return;
       }
-      if (!state.nick && ["bad_nick", "nick_taken", "already_named"].includes(msg.code)) {
+      if (!state.nick && ["nick_invalid", "nick_taken", "already_named"].includes(msg.code)) {
         // A nickname refused (also after a reconnect): ask again.
         state.wantedNick = null;
         $("chat").hidden = true;
@@ -288,7 +288,8 @@
     $("member-count").textContent = String(names.length);
   }
 
-  function renderDirectory(rooms) {
+  // The server lists the biggest rooms only; `total` says how many there are.
+  function renderDirectory(rooms, total) {
     const list = $("directory");
     list.replaceChildren();
     for (const { name, members } of rooms || []) {
@@ -300,6 +301,8 @@
       item.append(button);
       list.append(item);
     }
+    const hidden = (total || 0) - list.children.length;
+    if (hidden > 0) list.append(el("li", "empty", `and ${hidden} smaller rooms`));
     if (!list.children.length) list.append(el("li", "empty", "no open rooms"));
   }
 
