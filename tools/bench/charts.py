@@ -38,7 +38,7 @@ def nice_max(value: float) -> float:
     """A round axis maximum at or above ``value`` (1 to 10 in a few steps, times a power of ten)."""
     if value <= 0 or not math.isfinite(value):
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power: float = 10.0 ** math.floor(math.log10(value))
     for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if step * power >= value:
             return step * power

@@ -373,10 +373,10 @@ class ServerProcess:
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            log = self.log_path.read_text(errors="replace")[:16384]
-            match = READY_RE.search(log)
+            output = self.log_path.read_text(errors="replace")[:16384]
+            match = READY_RE.search(output)
             pid_re = self.competitor.pid_re
-            child = pid_re.search(log) if pid_re is not None else None
+            child = pid_re.search(output) if pid_re is not None else None
             if match and (pid_re is None or child):
                 self.port = int(match.group(1))
                 self.child_pid = int(child.group(1)) if child else None
@@ -674,10 +674,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report is not None:
-        data = json.loads(args.report.read_text())
-        print(report.text(data), flush=True)
+        saved = json.loads(args.report.read_text())
+        print(report.text(saved), flush=True)
         if args.docs is not None:
-            write_page(data, args.docs)
+            write_page(saved, args.docs)
         return 0
     quick = args.quick
     settings = Settings(
