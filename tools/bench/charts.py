@@ -49,6 +49,13 @@ def ticks(top: float, count: int = 5) -> list[float]:
     return [top * i / count for i in range(count + 1)]
 
 
+def tick_label(value: float) -> str:
+    """Axis labels without needless decimals: 0, 60, 1,500, 0.25."""
+    if value == int(value):
+        return f"{value:,.0f}"
+    return report.num(value)
+
+
 def chart(data: dict[str, Any], key: str) -> str | None:
     """The SVG of scenario ``key``, or ``None`` when no competitor has a number for it."""
     scenario = data["scenarios"][key]
@@ -84,7 +91,7 @@ def chart(data: dict[str, Any], key: str) -> str | None:
         out.append(f"<line x1='{tx:.1f}' y1='{TOP - 4}' x2='{tx:.1f}' y2='{axis_y}' stroke='#e4e4e4'/>")
         out.append(
             f"<text x='{tx:.1f}' y='{axis_y + 14}' text-anchor='middle' font-size='10' fill='#555' {FONT}>"
-            f"{escape(report.num(tick) if tick else '0')}</text>"
+            f"{escape(tick_label(tick))}</text>"
         )
     out.append(
         f"<text x='{LABEL_W + plot_w / 2:.0f}' y='{axis_y + 30}' text-anchor='middle' font-size='11' {FONT}>"
