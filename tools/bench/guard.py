@@ -5,7 +5,8 @@ server, pinned (server on one core, load client on the other), a fresh server
 per measurement, rounds interleaved. It fails (exit 1) when a server of ours
 reaches less than ``--margin`` times websockets' messages per second (ratio of
 medians of this one run, never an absolute figure): a wide margin, so a shared
-machine's noise does not trip it, while a real collapse does.
+machine's noise does not trip it, while a real collapse does. A failed attempt
+is measured again once (``--retries``); it fails only when every attempt does.
 """
 
 from __future__ import annotations
@@ -94,6 +95,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--duration", type=float, default=1.0, help="seconds measured per run (default 1)")
     parser.add_argument("--warmup", type=float, default=0.3, help="seconds of warm-up per run (default 0.3)")
+    parser.add_argument(
+        "--retries", type=int, default=1, help="measure again this many times after a failed attempt (default 1)"
+    )
     add_pinning_args(parser)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     return parser.parse_args(argv)
@@ -126,10 +130,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.duration:g} s; {', '.join(c.name for c in competitors)}",
         flush=True,
     )
-    results = run_rounds(competitors, settings)[SCENARIO]
-    verdict = judge(results, args.margin)
-    for line in verdict.lines:
-        print(line, flush=True)
+    for attempt in range(1 + max(0, args.retries)):
+        if attempt:
+            print(f"guard: below the margin; measuring again (attempt {attempt + 1})", flush=True)
+        results = run_rounds(competitors, settings)[SCENARIO]
+        verdict = judge(results, args.margin)
+        for line in verdict.lines:
+            print(line, flush=True)
+        if verdict.ok:
+            break
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(
@@ -137,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 {
                     "scenario": SCENARIO,
                     "margin": args.margin,
+                    "attempts": attempt + 1,
                     "pinning": pin.as_json() if pin is not None else {"pinned": False},
                     "ratios": verdict.ratios,
                     "results": results,
