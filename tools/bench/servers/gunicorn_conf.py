@@ -17,6 +17,10 @@ control_socket_disable = True
 
 
 def post_worker_init(worker: Any) -> None:
+    import sys
+
+    library = getattr(sys.modules.get("ws4py_integrations"), "__file__", None)
+    print(f"gunicorn-gevent worker {worker.pid} runs ws4py_integrations from {library}", flush=True)
     for sock in worker.sockets:
         host, port = sock.getsockname()[:2]
         print(
