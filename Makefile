@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick profile load soak fuzz clean
+.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-guard profile load soak fuzz clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -25,6 +25,7 @@ test:
 	$(PY) -m coverage run -m pytest -p no:cacheprovider
 	$(PY) -m coverage combine -q
 	$(PY) -m coverage report
+	$(PY) -m tools.bench guard
 	@bash scripts/min-versions.sh
 	@bash scripts/check-dist.sh
 	@if [ -f docs/conf.py ]; then $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html; fi
@@ -56,9 +57,14 @@ autobahn: setup
 autobahn-quick: setup
 	$(PY) -m tools.conformance.run --quick
 
-# Benchmarks (tools/bench/README.md): writes docs/benchmarks.rst; ~15 min per server on 2 cores.
+# Benchmarks (tools/bench/README.md): writes docs/benchmarks.rst and its charts (docs/_static/bench/);
+# every server pinned to CPU 0, the load client to CPU 1; ~15 min per server on 2 cores.
 bench: setup
-	$(PY) -m tools.bench --servers wsgiref cherrypy gevent
+	$(PY) -m tools.bench --servers wsgiref cherrypy gevent gunicorn-gevent
+
+# The regression guard `make test` runs: ours / websockets on echo-16 must stay >= 0.5x.
+bench-guard: setup
+	$(PY) -m tools.bench guard
 
 bench-quick: setup
 	$(PY) -m tools.bench --quick --servers $(SERVER) --competitors raw

@@ -2,18 +2,25 @@
 
 It asserts that every scenario produced numbers, never how fast they are. The
 load client's venv (picows, uvloop) is created in ``tools/bench/.venvs/client`` on
-first use and reused afterwards.
+first use and reused afterwards. The other tests check the harness's pure parts
+(pinning checks, the guard's verdict, charts and the page) on made-up results:
+no timing anywhere.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 import sys
+import xml.dom.minidom
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+from tools.bench import charts, guard, pinning, report
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,10 +32,15 @@ EXPECTED = {
 }
 
 
+def can_pin() -> bool:
+    return shutil.which("taskset") is not None and len(pinning.usable_cpus()) >= 2
+
+
 @pytest.mark.timeout(900)
 def test_quick_bench_produces_numbers(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     docs = tmp_path / "benchmarks.rst"
+    pinned = can_pin()
     command = [
         sys.executable,
         "-m",
@@ -42,11 +54,13 @@ def test_quick_bench_produces_numbers(tmp_path: Path) -> None:
         str(out),
         "--docs",
         str(docs),
+        *([] if pinned else ["--unpinned"]),
     ]
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=840)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads(out.read_text())
     assert [c["name"] for c in data["competitors"]] == ["ours-wsgiref", "raw"]
+    assert data["pinning"]["pinned"] is pinned
     for scenario, keys in EXPECTED.items():
         for name in ("ours-wsgiref", "raw"):
             runs = data["results"][scenario][name]
@@ -61,3 +75,95 @@ def test_quick_bench_produces_numbers(tmp_path: Path) -> None:
     page = docs.read_text()
     assert "ours-wsgiref" in page and "Client headroom" in page
     assert "echo-16" in proc.stdout
+    for scenario in EXPECTED:
+        assert f".. image:: _static/bench/{scenario}.svg" in page
+        xml.dom.minidom.parse(str(tmp_path / "_static" / "bench" / f"{scenario}.svg"))
+    if pinned:
+        assert "taskset -c 0" in page
+
+
+# -- pure parts, on made-up results ------------------------------------------------
+
+
+def echo_runs(*values: float) -> list[dict[str, Any]]:
+    return [{"msgs_per_s": v, "p50_us": 100.0, "p99_us": 200.0} for v in values]
+
+
+def fake_run() -> dict[str, Any]:
+    return {
+        "date": "2026-01-01 00:00 UTC",
+        "elapsed_s": 60.0,
+        "command": "python -m tools.bench --made-up",
+        "machine": {"cores": 2, "cpu": "test CPU", "python": "3.11", "kernel": "6.0", "memory_gib": 4},
+        "revision": "abc1234",
+        "versions": {"project": {"gevent": "1"}},
+        "nofile": [1024, 1024],
+        "pinning": {"pinned": True, "server_cpu": 0, "client_cpu": 1},
+        "settings": {"rounds": 3, "warmup": 1.0, "duration": 3.0, "concurrency": 8, "broadcasts": 20},
+        "competitors": [
+            {"name": "ours-wsgiref", "label": "ours", "family": "ours", "server": "wsgiref", "pinned": True},
+            {"name": "ours-wsgiref-unpinned", "label": "ours", "family": "ours", "server": "wsgiref", "pinned": False},
+            {"name": "websockets", "label": "websockets", "family": "websockets", "server": None, "pinned": True},
+        ],
+        "scenarios": {
+            "echo-16": {"key": "echo-16", "title": "echo, 16 connections, 32 B text", "mode": "echo", "size": 32},
+            "idle-1000": {"key": "idle-1000", "title": "1,000 idle <connections>", "mode": "idle", "size": 32},
+        },
+        "results": {
+            "echo-16": {
+                "ours-wsgiref": echo_runs(9000, 10000, 11000),
+                "ours-wsgiref-unpinned": echo_runs(12000, 4000, 13000),
+                "websockets": echo_runs(8000, 8500, 9000),
+            },
+            "idle-1000": {
+                "ours-wsgiref": [{"rss_per_conn_kib": 3.5}],
+                "ours-wsgiref-unpinned": [{"error": "client timed out"}],
+                "websockets": [{"rss_per_conn_kib": 12.0}],
+            },
+        },
+    }
+
+
+def test_pinning_check_explains_what_is_missing() -> None:
+    with pytest.raises(SystemExit, match="taskset"):
+        pinning.check(0, 1, cpus={0, 1}, taskset="")
+    with pytest.raises(SystemExit, match="at least 2 CPUs"):
+        pinning.check(0, 1, cpus={0}, taskset="/usr/bin/taskset")
+    with pytest.raises(SystemExit, match="must differ"):
+        pinning.check(1, 1, cpus={0, 1}, taskset="/usr/bin/taskset")
+    with pytest.raises(SystemExit, match="--client-cpu 5"):
+        pinning.check(0, 5, cpus={0, 1}, taskset="/usr/bin/taskset")
+    pin = pinning.check(0, 1, cpus={0, 1}, taskset="/usr/bin/taskset")
+    assert pin.server_prefix() == ["/usr/bin/taskset", "-c", "0"]
+    assert pin.client_prefix() == ["/usr/bin/taskset", "-c", "1"]
+
+
+def test_guard_verdict_is_a_ratio_of_medians() -> None:
+    results = {"ours-wsgiref": echo_runs(400, 500, 600), "websockets": echo_runs(900, 1000, 5000)}
+    verdict = guard.judge(results, 0.5)
+    assert verdict.ok and verdict.ratios == {"ours-wsgiref": 0.5}
+    assert "0.50x" in verdict.lines[0]
+    verdict = guard.judge(results, 0.6)
+    assert not verdict.ok and "FAIL" in verdict.lines[-1]
+    assert not guard.judge({"ours-wsgiref": [{"error": "x"}], "websockets": echo_runs(1)}, 0.5).ok
+    assert not guard.judge({"ours-wsgiref": echo_runs(1), "websockets": [{"error": "boom"}]}, 0.5).ok
+    assert not guard.judge({"websockets": echo_runs(1)}, 0.5).ok
+
+
+def test_charts_and_page_from_a_run(tmp_path: Path) -> None:
+    data = fake_run()
+    written = charts.write_all(data, tmp_path / "_static" / "bench")
+    assert sorted(written) == ["echo-16", "idle-1000"]
+    for path in written.values():
+        xml.dom.minidom.parse(str(path))  # well-formed, titles escaped
+    echo = written["echo-16"].read_text()
+    assert echo.count("<rect x=") == 3 and "msg/s" in echo and "higher is better" in echo
+    idle = written["idle-1000"].read_text()
+    assert "no result" in idle and "lower is better" in idle and "&lt;connections&gt;" in idle
+    assert charts.nice_max(54872) == 60000 and charts.nice_max(0) == 1.0
+    page = report.rst(data, {key: f"_static/bench/{path.name}" for key, path in written.items()})
+    assert ".. image:: _static/bench/echo-16.svg" in page
+    assert "taskset -c 0" in page and "ours-wsgiref-unpinned" in page
+    stability = {row[0]: row[2:] for row in report.target_rows(data)[1] if "slowest round" in row[1]}
+    assert stability == {"ours-wsgiref": ["0.90x", "PASS"], "ours-wsgiref-unpinned": ["0.33x", "FAIL"]}
+    assert "Unpinned" in report.pinning_text({**data, "pinning": {"pinned": False}})

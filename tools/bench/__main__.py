@@ -1,4 +1,4 @@
-"""``python -m tools.bench [options]`` runs the benchmark; ``python -m tools.bench profile ...`` profiles our server."""
+"""``python -m tools.bench [options]`` runs the benchmark; ``... profile`` profiles our server; ``... guard`` is the regression guard."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ def main() -> int:
         from .profile import main as profile_main
 
         return profile_main(sys.argv[2:])
+    if sys.argv[1:2] == ["guard"]:
+        from .guard import main as guard_main
+
+        return guard_main(sys.argv[2:])
     from .run import main as run_main
 
     return run_main(sys.argv[1:])

@@ -37,7 +37,13 @@ HEADROOM = (
 )
 
 #: Memory target per connection (KiB) for our servers.
-MEMORY_LIMIT_KIB = {"wsgiref": 4.0, "cherrypy": 4.0, "gevent": 14.0}
+MEMORY_LIMIT_KIB = {"wsgiref": 4.0, "cherrypy": 4.0, "gevent": 14.0, "gunicorn-gevent": 14.0}
+
+#: Our servers ws4py 0.6.0 has no counterpart on (no "÷ ws4py same server" target).
+NO_WS4PY = {"gunicorn-gevent"}
+
+#: No collapse: the slowest round of our throughput (echo, bulk) at least this times the median.
+STABILITY = 0.8
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ def target_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 status = "n/a" if ours is None else ("PASS" if ours <= limit else "FAIL")
                 rows.append([comp["name"], text, measured, status])
                 continue
+            if target.reference == "ws4py" and server in NO_WS4PY:
+                continue
             ref_name = "websockets" if target.reference == "websockets" else f"ws4py-{server}"
             ref = median_of(data, target.scenario, ref_name, target.metric)
             sign = ">=" if target.higher_better else "<="
@@ -189,7 +197,24 @@ def target_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             if ok and target.stretch and ratio >= target.stretch:
                 status = "PASS (stretch)"
             rows.append([comp["name"], text, f"{ratio:.2f}x", status])
+        rows += stability_rows(data, comp["name"])
     return header, rows
+
+
+def stability_rows(data: dict[str, Any], name: str) -> list[list[str]]:
+    """Throughput scenarios (echo, bulk) of ``name``: slowest round ÷ median >= STABILITY (needs 2+ rounds)."""
+    rows = []
+    for key, scenario in data["scenarios"].items():
+        if scenario["mode"] != "echo":
+            continue
+        metric = primary(scenario["mode"], scenario["size"])
+        stats = summary(data["results"][key].get(name, []), metric.key)
+        if stats is None or stats[3] < 2 or not stats[0]:
+            continue
+        ratio = stats[1] / stats[0]
+        status = "PASS" if ratio >= STABILITY else "FAIL"
+        rows.append([name, f"{key}: slowest round ÷ median >= {STABILITY:g}x", f"{ratio:.2f}x", status])
+    return rows
 
 
 def headroom_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -267,12 +292,30 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def pinning_text(data: dict[str, Any]) -> str:
+    """How servers and the load client were placed on CPUs (older JSON without it: unpinned)."""
+    pin = data.get("pinning") or {"pinned": False}
+    if not pin.get("pinned"):
+        return (
+            "Unpinned: servers and the load client could use every core (a multi-threaded server "
+            "can spread over the cores beside the client)."
+        )
+    unpinned = [c["name"] for c in data["competitors"] if c.get("pinned") is False]
+    extra = f" Columns {', '.join(unpinned)}: the same servers unpinned, for comparison." if unpinned else ""
+    return (
+        f"Pinned: every server under test ran on CPU {pin['server_cpu']} (``taskset -c {pin['server_cpu']}``) "
+        f"and the load client on CPU {pin['client_cpu']} (``taskset -c {pin['client_cpu']}``), so every "
+        f"server gets the same one core, multi-threaded or not.{extra}"
+    )
+
+
 def text(data: dict[str, Any]) -> str:
     settings = data["settings"]
     out = [
         "",
         f"Benchmark {data['date']} — {data['machine'].get('cpu', '?')}, {data['machine'].get('cores')} cores; "
         f"{settings['rounds']} round(s), median [min-max]",
+        pinning_text(data).replace("``", ""),
     ]
     note = background_note(data)
     if note:
@@ -311,7 +354,9 @@ def heading(title: str, char: str) -> str:
     return f"{title}\n{char * len(title)}"
 
 
-def rst(data: dict[str, Any]) -> str:
+def rst(data: dict[str, Any], images: dict[str, str] | None = None) -> str:
+    """The page; ``images`` maps a scenario to its chart's path relative to the page."""
+    images = images or {}
     machine = data["machine"]
     settings = data["settings"]
     vers = data["versions"]
@@ -345,11 +390,15 @@ def rst(data: dict[str, Any]) -> str:
         "",
         heading("Method", "-"),
         "",
-        "Every measurement starts the server fresh (``python -m examples.echo --server NAME`` for ours, "
-        "``tools/bench/servers/*.py`` for the others) and drives it with ``tools/bench/client.py``: picows (Cython) on "
+        "Every measurement starts the server fresh as users start it (``python -m examples.echo --server NAME`` "
+        "for ours; gunicorn with its worker class, ``gunicorn -k ws4py_integrations.gevent.GunicornWorker "
+        "--workers 1``, for ``ours-gunicorn-gevent``; ``tools/bench/servers/*.py`` for the others; monkey-patched "
+        "where the server is gevent) and drives it with ``tools/bench/client.py``: picows (Cython) on "
         "uvloop, one process. Competitors are interleaved: each round runs every scenario on every competitor, "
         f"the order rotating between rounds. Figures are the median of {settings['rounds']} round(s) with "
         "[min-max]; ratios are ratios of medians from this one run.",
+        "",
+        pinning_text(data),
         "",
         f"- echo: closed loop, one message in flight per connection; {settings['warmup']:g} s warm-up, "
         f"{settings['duration']:g} s measured; latency is send-to-echo as the client sees it.",
@@ -374,7 +423,15 @@ def rst(data: dict[str, Any]) -> str:
     parts += [heading("Results", "-"), ""]
     for key, scenario in data["scenarios"].items():
         header, rows = scenario_table(data, key)
-        parts += [heading(f"{scenario['title']} ({key})", "~"), "", rst_table(header, rows), ""]
+        parts += [heading(f"{scenario['title']} ({key})", "~"), ""]
+        if key in images:
+            metric = primary(scenario["mode"], scenario["size"])
+            parts += [
+                f".. image:: {images[key]}",
+                f"   :alt: {scenario['title']}: {metric.label} per server, median with min-max",
+                "",
+            ]
+        parts += [rst_table(header, rows), ""]
         errors = sorted(
             {f"{name}: {r['error']}" for name, runs in data["results"][key].items() for r in runs if "error" in r}
         )

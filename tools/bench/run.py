@@ -1,7 +1,8 @@
 """The benchmark command: servers, competitors, scenarios, rounds, report.
 
-``python -m tools.bench`` starts each server fresh for every measurement, drives it
-with ``tools/bench/client.py`` (picows on uvloop, in its own venv) and interleaves
+``python -m tools.bench`` starts each server fresh for every measurement, pinned to
+one core (``taskset -c 0``), drives it with ``tools/bench/client.py`` (picows on
+uvloop, in its own venv) pinned to the other core (``taskset -c 1``) and interleaves
 the competitors within every round (the order rotates from round to round).
 It prints medians with min-max over the rounds, ratios against the targets,
 the client's headroom, and writes JSON to ``tools/bench/results/`` and (full runs)
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -26,15 +28,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import report, venvs
+from . import charts, report, venvs
+from .pinning import UNPINNED_JSON, Pinning
+from .pinning import check as check_pinning
 
 ROOT = venvs.ROOT
 BENCH = ROOT / "tools" / "bench"
 RESULTS = BENCH / "results"
 HOST = "127.0.0.1"
-KNOWN_SERVERS = ("wsgiref", "cherrypy", "gevent")
+KNOWN_SERVERS = ("wsgiref", "cherrypy", "gevent", "gunicorn-gevent")
+#: ``--servers`` default (gunicorn-gevent is asked for by name).
+DEFAULT_SERVERS = ("wsgiref", "cherrypy", "gevent")
+#: Our servers that ws4py 0.6.0 also runs on (``tools/bench/servers/ws4py_server.py``).
+WS4PY_SERVERS = ("wsgiref", "cherrypy", "gevent")
 COMPETITOR_FAMILIES = ("websockets", "ws4py", "gevent-websocket", "raw")
 READY_RE = re.compile(r"https?://127\.0\.0\.1:(\d+)/")
+#: The gunicorn worker's pid in its ready line (tools/bench/servers/gunicorn_conf.py).
+WORKER_PID_RE = re.compile(r"gunicorn-gevent worker (\d+): https?://")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
@@ -86,10 +96,18 @@ class Competitor:
 
     #: Working directory (a frozen copy of the project for our servers).
     cwd: Path | None = None
+    #: CPUs of this server and its load client; ``None``: unpinned.
+    pin: Pinning | None = None
+    #: How the address is passed: ``--host H --port P`` ("flags") or ``--bind H:P`` ("gunicorn").
+    bind: str = "flags"
+    #: The pid to measure is a child's (gunicorn's worker), found in the log with this pattern.
+    pid_re: re.Pattern[str] | None = None
 
     def command(self, port: int) -> list[str]:
         python = str(venvs.PROJECT_PYTHON) if self.venv is None else str(venvs.python_of(self.venv))
-        return [python, *self.argv, "--host", HOST, "--port", str(port)]
+        address = ["--bind", f"{HOST}:{port}"] if self.bind == "gunicorn" else ["--host", HOST, "--port", str(port)]
+        prefix = self.pin.server_prefix() if self.pin is not None else []
+        return [*prefix, python, *self.argv, *address]
 
 
 @dataclass
@@ -115,15 +133,19 @@ def raise_nofile() -> tuple[int, int]:
 
 
 def ours_available(server: str) -> str | None:
-    """``None`` if ``examples.echo --server NAME`` can run, else why not."""
-    if not (ROOT / "examples" / "_servers" / f"{server}.py").exists():
+    """``None`` if ``examples.echo --server NAME`` (or the gunicorn worker) can run, else why not."""
+    if server == "gunicorn-gevent":
+        module = "gunicorn, ws4py_integrations.gevent.gunicorn"
+    elif not (ROOT / "examples" / "_servers" / f"{server}.py").exists():
         return f"examples/_servers/{server}.py does not exist (yet)"
+    else:
+        module = f"examples._servers.{server}"
     python = venvs.PROJECT_PYTHON
     if not python.exists():
         return "the project venv (.venv) is missing: run `make setup`"
     try:
         proc = subprocess.run(
-            [str(python), "-c", f"import examples._servers.{server}"],
+            [str(python), "-c", f"import {module}"],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -221,6 +243,33 @@ def freeze(revision: str | None) -> tuple[Path, str]:
     return target, label
 
 
+def gunicorn_competitor() -> Competitor:
+    """Ours under gunicorn with our gevent worker, one worker, as users start it."""
+    servers_dir = BENCH / "servers"
+    return Competitor(
+        "ours-gunicorn-gevent",
+        "ws4py_integrations (gunicorn, GunicornWorker, 1 worker)",
+        "ours",
+        None,
+        [
+            "-m",
+            "gunicorn",
+            "-k",
+            "ws4py_integrations.gevent.GunicornWorker",
+            "--workers",
+            "1",
+            "-c",
+            str(servers_dir / "gunicorn_conf.py"),
+            "--pythonpath",
+            str(servers_dir),
+            "gunicorn_app:app",
+        ],
+        "gunicorn-gevent",
+        bind="gunicorn",
+        pid_re=WORKER_PID_RE,
+    )
+
+
 def build_competitors(servers: list[str], families: list[str], variants: list[str] | None = None) -> list[Competitor]:
     """Our servers plus the requested competitor families; unavailable ones are skipped with a message."""
     result: list[Competitor] = []
@@ -229,7 +278,11 @@ def build_competitors(servers: list[str], families: list[str], variants: list[st
             print(f"bench: skipping server {server!r}: unknown (known: {', '.join(KNOWN_SERVERS)})", flush=True)
             continue
         why = ours_available(server)
-        if why is None:
+        if why is None and server == "gunicorn-gevent":
+            result.append(gunicorn_competitor())
+            if variants:
+                print("bench: --variant does not apply to gunicorn-gevent", flush=True)
+        elif why is None:
             result.append(
                 Competitor(
                     f"ours-{server}",
@@ -256,7 +309,7 @@ def build_competitors(servers: list[str], families: list[str], variants: list[st
                 )
         else:
             print(f"bench: skipping ours-{server}: {why}", flush=True)
-        if "ws4py" in families:
+        if "ws4py" in families and server in WS4PY_SERVERS:
             result.append(
                 Competitor(
                     f"ws4py-{server}",
@@ -303,6 +356,8 @@ class ServerProcess:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
+        #: The measured process when it is not the one started (gunicorn's worker).
+        self.child_pid: int | None = None
 
     def start(self) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -318,9 +373,13 @@ class ServerProcess:
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
-            match = READY_RE.search(self.log_path.read_text(errors="replace")[:8192])
-            if match:
+            output = self.log_path.read_text(errors="replace")[:16384]
+            match = READY_RE.search(output)
+            pid_re = self.competitor.pid_re
+            child = pid_re.search(output) if pid_re is not None else None
+            if match and (pid_re is None or child):
                 self.port = int(match.group(1))
+                self.child_pid = int(child.group(1)) if child else None
                 return self.port
             if self.proc.poll() is not None:
                 break
@@ -331,19 +390,39 @@ class ServerProcess:
 
     @property
     def pid(self) -> int:
+        """The process to measure: the server, or gunicorn's worker."""
+        if self.child_pid is not None:
+            return self.child_pid
         assert self.proc is not None
         return self.proc.pid
 
     def stop(self) -> None:
         proc = self.proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+        child = self.child_pid
+        if child is not None and child_alive(child, proc.pid):
+            # The arbiter is gone and its worker is not: stop the worker we started, by pid.
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+
+def child_alive(pid: int, parent: int) -> bool:
+    """Whether ``pid`` still runs and is still the gunicorn worker that ``parent`` forked."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state != "Z" and b"gunicorn" in cmdline
 
 
 def busy_cores(interval: float = 1.0) -> float:
@@ -373,7 +452,9 @@ def wait_for_quiet(budget: float, threshold: float = 0.25) -> float:
 
 
 def client_command(competitor: Competitor, scenario: Scenario, settings: Settings, port: int, pid: int) -> list[str]:
+    prefix = competitor.pin.client_prefix() if competitor.pin is not None else []
     argv = [
+        *prefix,
         str(venvs.python_of("client")),
         str(BENCH / "client.py"),
         scenario.mode,
@@ -504,10 +585,51 @@ def versions(competitors: list[Competitor]) -> dict[str, dict[str, str]]:
     return out
 
 
+def add_pinning_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--server-cpu", type=int, default=0, help="CPU of the server under test (default 0)")
+    parser.add_argument("--client-cpu", type=int, default=1, help="CPU of the load client (default 1)")
+    parser.add_argument(
+        "--unpinned", action="store_true", help="do not pin (servers and client may use every core; for comparison)"
+    )
+
+
+def pinning_from(args: argparse.Namespace) -> Pinning | None:
+    """The pinning the arguments ask for; exits with a message when the machine cannot do it."""
+    if args.unpinned:
+        print("bench: unpinned: servers and the load client may use every core", flush=True)
+        return None
+    pin = check_pinning(args.server_cpu, args.client_cpu)
+    print(f"bench: pinned: {pin.describe()}", flush=True)
+    return pin
+
+
+def unpinned_copy(competitor: Competitor) -> Competitor:
+    """The same server, unpinned, as its own column."""
+    return dataclasses.replace(
+        competitor,
+        name=f"{competitor.name}-unpinned",
+        label=f"{competitor.label}, unpinned",
+        pin=None,
+    )
+
+
+def write_page(data: dict[str, Any], page: Path) -> None:
+    """The reST page and its charts (``_static/bench/*.svg`` beside it)."""
+    page.parent.mkdir(parents=True, exist_ok=True)
+    chart_dir = page.parent / "_static" / "bench"
+    written = charts.write_all(data, chart_dir)
+    images = {key: f"_static/bench/{path.name}" for key, path in written.items()}
+    page.write_text(report.rst(data, images))
+    print(f"bench: results page {page}, {len(written)} chart(s) in {chart_dir}", flush=True)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--servers", nargs="+", default=list(KNOWN_SERVERS), help="our servers (and ws4py's): wsgiref cherrypy gevent"
+        "--servers",
+        nargs="+",
+        default=list(DEFAULT_SERVERS),
+        help=f"our servers (and ws4py's on the same server) among {' '.join(KNOWN_SERVERS)} (default: {' '.join(DEFAULT_SERVERS)})",
     )
     parser.add_argument(
         "--competitors",
@@ -536,6 +658,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--revision", help="run our servers from this git revision (default: a copy of the working tree)"
     )
+    add_pinning_args(parser)
+    parser.add_argument(
+        "--also-unpinned",
+        action="store_true",
+        help="also run each of our servers unpinned (server and client free on every core), as extra columns",
+    )
     parser.add_argument("--json", type=Path, help="write results here (default tools/bench/results/<time>.json)")
     parser.add_argument("--docs", type=Path, help="write the results page (default for full runs: docs/benchmarks.rst)")
     parser.add_argument("--no-docs", action="store_true", help="do not write the results page")
@@ -546,11 +674,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report is not None:
-        data = json.loads(args.report.read_text())
-        print(report.text(data), flush=True)
+        saved = json.loads(args.report.read_text())
+        print(report.text(saved), flush=True)
         if args.docs is not None:
-            args.docs.write_text(report.rst(data))
-            print(f"bench: results page {args.docs}", flush=True)
+            write_page(saved, args.docs)
         return 0
     quick = args.quick
     settings = Settings(
@@ -569,9 +696,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(families) - set(COMPETITOR_FAMILIES))
     if unknown:
         print(f"bench: ignoring unknown competitors: {', '.join(unknown)}", flush=True)
+    pin = pinning_from(args)
     nofile = raise_nofile()
     print(f"bench: RLIMIT_NOFILE {nofile[0]} (hard {nofile[1]})", flush=True)
     competitors = build_competitors(args.servers, families, args.variant)
+    for competitor in competitors:
+        competitor.pin = pin
+    if args.also_unpinned and pin is not None:
+        competitors += [unpinned_copy(c) for c in competitors if c.family == "ours"]
     snapshot, revision = freeze(args.revision)
     for competitor in competitors:
         if competitor.family == "ours":
@@ -594,9 +726,11 @@ def main(argv: list[str] | None = None) -> int:
         "revision": revision,
         "versions": versions(competitors),
         "nofile": list(nofile),
+        "pinning": pin.as_json() if pin is not None else UNPINNED_JSON,
         "settings": vars(settings),
         "competitors": [
-            {"name": c.name, "label": c.label, "family": c.family, "server": c.server} for c in competitors
+            {"name": c.name, "label": c.label, "family": c.family, "server": c.server, "pinned": c.pin is not None}
+            for c in competitors
         ],
         "scenarios": {key: vars(SCENARIOS[key]) for key in settings.scenarios},
         "results": results,
@@ -608,9 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bench: results in {json_path}", flush=True)
     docs = args.docs if args.docs is not None else (None if quick else ROOT / "docs" / "benchmarks.rst")
     if docs is not None and not args.no_docs:
-        docs.parent.mkdir(parents=True, exist_ok=True)
-        docs.write_text(report.rst(data))
-        print(f"bench: results page {docs}", flush=True)
+        write_page(data, docs)
     failed = [
         f"{key}/{name}" for key, per in results.items() for name, runs in per.items() if all("error" in r for r in runs)
     ]
