@@ -22,6 +22,9 @@ Checked against websockets 14.0, 15.0.1, 16.0 and 17.x:
 - ``Protocol.recv_frame(frame)``: overridden to assemble messages.
 - The size of the fragmented message being received: ``current_size`` since
   websockets 16.0, ``cur_size`` before (``None`` between messages).
+- ``PerMessageDeflate.local_no_context_takeover``, ``.local_max_window_bits``
+  and ``.compress_settings``: read to tell which receivers of a broadcast can
+  share one compressed copy (:mod:`ws4py_integrations.manager.base`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from websockets.exceptions import InvalidHandshake, NegotiationError
 from websockets.extensions.base import Extension, ServerExtensionFactory
-from websockets.extensions.permessage_deflate import enable_server_permessage_deflate
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.headers import build_extension, parse_extension, parse_subprotocol
 from websockets.typing import ExtensionHeader
 from websockets.utils import accept_key
@@ -32,9 +32,19 @@ __all__ = ["Accept", "Reject", "is_upgrade_request", "negotiate"]
 logger = logging.getLogger("ws4py_integrations.handshake")
 
 _DEFAULT_PORTS = {"http": 80, "ws": 80, "https": 443, "wss": 443}
-# The factory holds settings only (each connection gets its own compressor),
-# so every connection can share it.
-_DEFLATE: Sequence[ServerExtensionFactory] = enable_server_permessage_deflate(None) or ()
+# websockets' defaults (12-bit windows, memLevel 5), plus server_no_context_takeover,
+# which RFC 7692 section 7.1.1.1 lets a server add to any offer: each message
+# is compressed on its own, so an idle connection keeps no compressor (about
+# 32 KiB less each) and a broadcast is compressed once for all receivers with
+# the same window. The factory holds settings only, so connections share it.
+_DEFLATE: Sequence[ServerExtensionFactory] = (
+    ServerPerMessageDeflateFactory(
+        server_no_context_takeover=True,
+        server_max_window_bits=12,
+        client_max_window_bits=12,
+        compress_settings={"memLevel": 5},
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,10 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from websockets.extensions.base import Extension
+from websockets.extensions.permessage_deflate import PerMessageDeflate
+from websockets.frames import Frame
+
 from ..broker import Broker, InProcessBroker
 from ..connection import RECV_SIZE, Connection, TimerHandle, encode_frames
 from ..exceptions import WebSocketClosed
@@ -34,6 +38,24 @@ logger = logging.getLogger("ws4py_integrations.manager")
 BATCH = 64
 
 _Callback = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+_PLAIN = ""
+# Broadcasts at least this large are compressed through Manager._offload.
+_OFFLOAD_SIZE = 64 * 1024
+
+
+def _shared_encoding(extensions: list[Extension]) -> object | None:
+    """A key for receivers that can share one serialization of a broadcast, or
+    ``None`` when this one needs its own (compression with context takeover)."""
+    if not extensions:
+        return _PLAIN
+    if len(extensions) == 1:
+        ext = extensions[0]
+        if isinstance(ext, PerMessageDeflate) and ext.local_no_context_takeover:
+            settings = tuple(sorted(ext.compress_settings.items()))
+            return ("deflate", ext.local_max_window_bits, settings)
+    return None
 
 
 def _check_room(room: object) -> None:
@@ -235,18 +257,23 @@ class Manager(abc.ABC):
                 conns = list(self._rooms.get(room, ()))
         excluded = {id(ws) for ws in exclude}
         frames = encode_frames(data)
-        plain: bytes | None = None
+        # Serialized frames by extension settings: b"" for none, a deflate
+        # key for receivers whose compression keeps no context (the same
+        # bytes fit them all), computed on the first receiver that needs them.
+        encoded: dict[object, bytes] = {}
         count = 0
         for conn in conns:
             if conn.finalized or id(conn.websocket) in excluded:
                 continue
             try:
-                if conn.protocol.extensions:
+                key = _shared_encoding(conn.protocol.extensions)
+                if key is None:
                     conn.send_frames(frames)
                 else:
-                    if plain is None:
-                        plain = b"".join(frame.serialize(mask=False) for frame in frames)
-                    if not conn.send_encoded(plain):
+                    frame_bytes = encoded.get(key)
+                    if frame_bytes is None:
+                        frame_bytes = encoded[key] = self._encode_shared(frames, key)
+                    if not conn.send_encoded(frame_bytes):
                         continue
             except WebSocketClosed:
                 continue  # it closed meanwhile
@@ -256,6 +283,26 @@ class Manager(abc.ABC):
                 continue
             count += 1
         return count
+
+    def _encode_shared(self, frames: list[Frame], key: object) -> bytes:
+        """Frames serialized once for every receiver with extension settings ``key``."""
+        if key == _PLAIN:
+            return b"".join(frame.serialize(mask=False) for frame in frames)
+        assert isinstance(key, tuple)
+        # A fresh extension with the receivers' settings: theirs may be
+        # compressing a message of their own on another thread.
+        extension = PerMessageDeflate(False, True, 15, key[1], dict(key[2]))
+
+        def compress() -> bytes:
+            return b"".join(frame.serialize(mask=False, extensions=[extension]) for frame in frames)
+
+        # Small messages compress in microseconds: handing them elsewhere would cost more.
+        return self._offload(compress) if sum(len(f.data) for f in frames) >= _OFFLOAD_SIZE else compress()
+
+    def _offload(self, func: Callable[[], bytes]) -> bytes:
+        """Run CPU-heavy ``func`` (compressing a broadcast) where it holds up the
+        fewest connections; a backend whose loop must never block overrides it."""
+        return func()
 
     # -- rooms ----------------------------------------------------------------------
 

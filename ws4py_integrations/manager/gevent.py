@@ -241,6 +241,15 @@ class GeventManager(Manager):
         conn.start(buffered)
         self._spawn(self._read_loop, conn)
 
+    def _offload(self, func: Callable[[], bytes]) -> bytes:
+        # Compressing a large broadcast would stop the hub, and with it every
+        # connection: on the hub's thread, compress on its thread pool (zlib
+        # releases the GIL); only the broadcasting greenlet waits.
+        if self._in_hub_thread():
+            result: bytes = self._hub.threadpool.apply(func)
+            return result
+        return func()
+
     def _live_watch(self, conn: Connection) -> _Watch | None:
         with self._watches_lock:
             watch = self._watches.get(conn)
