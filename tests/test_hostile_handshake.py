@@ -176,6 +176,9 @@ option_sets = st.sampled_from(
         WebSocketOptions(origins=["https://good.example", re.compile(r"https://.*\.good\.example")]),
         WebSocketOptions(origins=lambda origin, environ: origin is not None and origin.endswith(".example")),
         WebSocketOptions(authorize=_refusing_hook),
+        WebSocketOptions(allowed_hosts=["localhost", ".good.example", "[::1]"]),
+        WebSocketOptions(allowed_hosts=["*"]),
+        WebSocketOptions(origins=["https://good.example"], allowed_hosts=["good.example"]),
     ]
 )
 
