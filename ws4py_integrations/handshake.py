@@ -273,9 +273,6 @@ def _validate_request(environ: Mapping[str, Any], raw_headers: Sequence[tuple[st
         return Reject(400, f"WebSocket handshake requires HTTP/1.1 or later, not {protocol or 'unknown'}")
     if not environ.get("HTTP_HOST"):
         return Reject(400, "WebSocket handshake is missing the Host header")
-    refused = _check_fields(environ, raw_headers)
-    if refused is not None:
-        return refused
     if not is_upgrade_request(environ):
         return Reject(400, "WebSocket handshake is missing 'Upgrade: websocket'")
     if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION")):
@@ -299,6 +296,10 @@ def _validate_request(environ: Mapping[str, Any], raw_headers: Sequence[tuple[st
             f"unsupported Sec-WebSocket-Version {version[:20]!r}; this server speaks 13",
             [("Sec-WebSocket-Version", "13")],
         )
+    # Last: a request that is no upgrade at all gets the reason above instead.
+    refused = _check_fields(environ, raw_headers)
+    if refused is not None:
+        return refused
     return str(key)
 
 
