@@ -27,7 +27,7 @@ BASE_ENVIRON: dict[str, Any] = {
     "SERVER_PROTOCOL": "HTTP/1.1",
     "PATH_INFO": "/echo",
     "wsgi.url_scheme": "http",
-    "HTTP_HOST": "example.com:8080",
+    "HTTP_HOST": "localhost:8080",
     "HTTP_UPGRADE": "websocket",
     "HTTP_CONNECTION": "Upgrade",
     "HTTP_SEC_WEBSOCKET_KEY": GOOD_KEY,
@@ -100,17 +100,17 @@ origins = st.one_of(
     st.none(),
     st.sampled_from(
         [
-            "http://example.com:8080",
+            "http://localhost:8080",
             "https://good.example",
             "null",
             "",
             "http://[::1",
-            "http://example.com:99999",
+            "http://localhost:99999",
             "http://exa mple.com",
             "file://",
-            "http://example.com:8080/path?q",
+            "http://localhost:8080/path?q",
             "HTTP://EXAMPLE.COM:8080",
-            "http://user@example.com:8080",
+            "http://user@localhost:8080",
         ]
     ),
     header_text,
@@ -122,7 +122,7 @@ paths = st.one_of(
     header_text.map(lambda t: "/" + t),
 )
 hosts = st.one_of(
-    st.sampled_from(["example.com:8080", "example.com", "", "[::1", "[::1]:8080", "example.com:abc", ":", "a" * 300]),
+    st.sampled_from(["localhost:8080", "localhost", "", "[::1", "[::1]:8080", "localhost:abc", ":", "a" * 300]),
     header_text,
 )
 
@@ -176,6 +176,9 @@ option_sets = st.sampled_from(
         WebSocketOptions(origins=["https://good.example", re.compile(r"https://.*\.good\.example")]),
         WebSocketOptions(origins=lambda origin, environ: origin is not None and origin.endswith(".example")),
         WebSocketOptions(authorize=_refusing_hook),
+        WebSocketOptions(allowed_hosts=["localhost", ".good.example", "[::1]"]),
+        WebSocketOptions(allowed_hosts=["*"]),
+        WebSocketOptions(origins=["https://good.example"], allowed_hosts=["good.example"]),
     ]
 )
 
@@ -243,7 +246,7 @@ def test_version_lists(version: str) -> None:
 
 @pytest.mark.parametrize(
     ("origin", "host"),
-    [("http://[::1", "example.com:8080"), ("http://example.com:8080", "[::1")],
+    [("http://[::1", "localhost:8080"), ("http://localhost:8080", "[::1")],
     ids=["origin", "host"],
 )
 def test_malformed_origin_or_host_is_refused_without_an_error_log(origin: str, host: str) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
 
 from websockets.exceptions import InvalidHandshake, NegotiationError
 from websockets.extensions.base import Extension, ServerExtensionFactory
@@ -113,30 +113,111 @@ def is_upgrade_request(environ: Mapping[str, Any]) -> bool:
     return "websocket" in _tokens(environ.get("HTTP_UPGRADE"))
 
 
-def _host_port(netloc: str, scheme: str) -> tuple[str, int | None]:
-    parts = urlsplit(f"//{netloc}")
+# A Host value: a bracketed IPv6 literal (with an optional zone) or a
+# registered name / IPv4 address, then an optional port. Anything else (a
+# userinfo, a path, spaces) matches no host.
+_HOST_RE = re.compile(r"(\[[0-9A-Fa-f:.]+(?:%[A-Za-z0-9._~-]+)?\]|[A-Za-z0-9._~-]+)(?::([0-9]{0,5}))?")
+# A serialized origin (RFC 6454 6.1): scheme "://" host [":" port], nothing more.
+_ORIGIN_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://([^/?#@\\\s]+)")
+# What no single Host or Origin field contains, but a server that merged two
+# fields (", ") or unfolded a continuation line leaves in the environ.
+_MERGED_RE = re.compile(r"[,\s\x00-\x1f\x7f]")
+_LOOPBACK_NAMES = ("localhost",)
+
+
+def _normal_host(host: str) -> str | None:
+    """``host`` (no port) lowercased, IP literals in canonical form; ``None`` if malformed."""
+    host = host.lower()
+    if host.startswith("["):
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1])}]"
+        except ValueError:
+            return None
+    host = host.removesuffix(".")  # the fully qualified form names the same host
+    if not host or host.startswith(".") or ".." in host:
+        return None
     try:
-        port = parts.port
+        return str(ipaddress.IPv4Address(host))
     except ValueError:
-        port = None
-    return (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme)
+        return host
+
+
+def _split_host(value: str) -> tuple[str, int | None] | None:
+    """A Host header (or an origin's authority) as ``(normal host, port)``; ``None`` if malformed."""
+    match = _HOST_RE.fullmatch(value)
+    if match is None:
+        return None
+    host = _normal_host(match[1])
+    port = int(match[2]) if match[2] else None
+    if host is None or (port is not None and port > 65535):
+        return None
+    return host, port
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def _trusted_without_allowed_hosts(host: str) -> bool:
+    """Loopback names and IP literals: a DNS rebinding attack cannot produce them."""
+    return _is_ip(host) or host in _LOOPBACK_NAMES or host.endswith(".localhost")
+
+
+def _host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
+    if isinstance(allowed, str):  # a lone string given to the constructor directly
+        allowed = (allowed,)
+    for entry in allowed:
+        if entry == "*":
+            return True
+        if host is None or not isinstance(entry, str) or not entry:
+            continue
+        if entry.startswith("."):
+            domain = _normal_host(entry[1:])
+            if domain is not None and (host == domain or host.endswith("." + domain)):
+                return True
+        elif _normal_host(entry) == host:
+            return True
+    return False
+
+
+def _check_host(environ: Mapping[str, Any], options: WebSocketOptions) -> Reject | None:
+    """The Host policy: ``allowed_hosts``, or loopback and IP literals under the same-origin default."""
+    if options.allowed_hosts is None and options.origins is not None:
+        return None  # an explicit origin policy already pins who may connect
+    value = str(environ.get("HTTP_HOST", ""))
+    parsed = _split_host(value)
+    if options.allowed_hosts is not None:
+        if not _host_allowed(parsed[0] if parsed else None, options.allowed_hosts):
+            return Reject(403, f"Host {value[:100]!r} is not allowed (allowed_hosts)")
+        return None
+    if parsed is None or not _trusted_without_allowed_hosts(parsed[0]):
+        return Reject(
+            403,
+            f"Host {value[:100]!r} is not allowed: without allowed_hosts only loopback and IP "
+            "addresses are trusted; list this host name in allowed_hosts",
+        )
+    return None
 
 
 def _same_origin(origin: str, environ: Mapping[str, Any]) -> bool:
-    try:
-        return _same_origin_checked(origin, environ)
-    except ValueError:
-        # urlsplit rejects some malformed values (``http://[::1``): not ours.
-        return False
-
-
-def _same_origin_checked(origin: str, environ: Mapping[str, Any]) -> bool:
-    parsed = urlsplit(origin)
-    if not parsed.scheme or not parsed.netloc:
-        return False
-    host = environ.get("HTTP_HOST") or ""
+    """Whether ``origin`` is exactly this request's scheme, host and port."""
+    match = _ORIGIN_RE.fullmatch(origin)
+    if match is None:
+        return False  # "null", userinfo, a path, a query or a fragment
+    scheme = match[1].lower()
     server_scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
-    return _host_port(parsed.netloc, parsed.scheme.lower()) == _host_port(host, server_scheme)
+    if scheme != server_scheme:
+        return False
+    origin_host = _split_host(match[2])
+    request_host = _split_host(str(environ.get("HTTP_HOST") or ""))
+    if origin_host is None or request_host is None:
+        return False
+    default = _DEFAULT_PORTS[server_scheme]
+    return (origin_host[0], origin_host[1] or default) == (request_host[0], request_host[1] or default)
 
 
 def _origin_allowed(origin: str | None, environ: Mapping[str, Any], policy: Any) -> bool:
@@ -156,7 +237,43 @@ def _origin_allowed(origin: str | None, environ: Mapping[str, Any], policy: Any)
     return False
 
 
-def _validate_request(environ: Mapping[str, Any]) -> Reject | str:
+def _check_fields(environ: Mapping[str, Any], raw_headers: Sequence[tuple[str, str]] | None) -> Reject | None:
+    """Duplicate or folded Host and Origin fields, and a body, are refused with 400.
+
+    A server merges duplicates (``a,b``), keeps the last or the continued
+    value, or unfolds a line, and the policy would then judge a value the
+    client did not send alone. The raw head, when the adapter has it, shows
+    what was sent; otherwise the environ value shows the traces.
+    """
+    for name in ("Host", "Origin"):
+        key = f"HTTP_{name.upper()}"
+        seen = environ.get(key)
+        if raw_headers is not None:
+            values = [value for field_name, value in raw_headers if field_name.strip().lower() == name.lower()]
+            if len(values) > 1:
+                return Reject(400, f"duplicate {name} header")
+            if any("\n" in value or "\r" in value for value in values):
+                return Reject(400, f"folded {name} header")
+            if (values[0].strip(" \t") if values else None) != (None if seen is None else str(seen).strip(" \t")):
+                return Reject(400, f"{name} header differs from the request head")
+        if seen is not None:
+            merged = _MERGED_RE.search(str(seen).strip(" \t"))
+            if merged is not None:
+                trace = "duplicate" if merged[0] == "," else "folded or malformed"
+                return Reject(400, f"{trace} {name} header")
+    length = str(environ.get("CONTENT_LENGTH") or "").strip()
+    raw_body = raw_headers is not None and any(
+        field_name.strip().lower() == "transfer-encoding"
+        or (field_name.strip().lower() == "content-length" and value.strip() not in ("", "0"))
+        for field_name, value in raw_headers
+    )
+    if (length and not (length.isdigit() and int(length) == 0)) or "HTTP_TRANSFER_ENCODING" in environ or raw_body:
+        # The server would not read it, so it would be taken for the first frames.
+        return Reject(400, "a WebSocket upgrade request must not have a body")
+    return None
+
+
+def _validate_request(environ: Mapping[str, Any], raw_headers: Sequence[tuple[str, str]] | None) -> Reject | str:
     """Section 4.2.1, in order; returns the client's key or a rejection."""
     if environ.get("REQUEST_METHOD") != "GET":
         return Reject(400, "WebSocket handshake must use GET", [("Allow", "GET")])
@@ -189,6 +306,10 @@ def _validate_request(environ: Mapping[str, Any]) -> Reject | str:
             f"unsupported Sec-WebSocket-Version {version[:20]!r}; this server speaks 13",
             [("Sec-WebSocket-Version", "13")],
         )
+    # Last: a request that is no upgrade at all gets the reason above instead.
+    refused = _check_fields(environ, raw_headers)
+    if refused is not None:
+        return refused
     return str(key)
 
 
@@ -208,15 +329,33 @@ def _select_subprotocol(environ: Mapping[str, Any], options: WebSocketOptions) -
     return next((name for name in policy if name in offered), None)
 
 
-def negotiate(environ: Mapping[str, Any], options: WebSocketOptions) -> Accept | Reject:
-    """Validate the handshake in ``environ`` and negotiate subprotocol and extensions."""
-    checked = _validate_request(environ)
+def negotiate(
+    environ: Mapping[str, Any],
+    options: WebSocketOptions,
+    raw_headers: Sequence[tuple[str, str]] | None = None,
+) -> Accept | Reject:
+    """Validate the handshake in ``environ`` and negotiate subprotocol and extensions.
+
+    ``raw_headers`` are the request's header fields as the server received
+    them, in order (a folded continuation stays in its value after ``"\\n"``),
+    when the server adapter has them (``Handover.raw_headers``): with them, duplicate
+    and folded ``Host``/``Origin`` fields are seen whatever the server made of
+    them.
+    """
+    checked = _validate_request(environ, raw_headers)
     if isinstance(checked, Reject):
         return checked
     key = checked
+    refused = _check_host(environ, options)
+    if refused is not None:
+        return refused
     origin = environ.get("HTTP_ORIGIN")
     try:
         if not _origin_allowed(origin, environ, options.origins):
+            if options.origins is None:
+                return Reject(
+                    403, f"Origin {str(origin)[:100]!r} is not allowed (not this request's scheme, host and port)"
+                )
             return Reject(403, f"Origin {origin!r} is not allowed")
         if options.authorize is not None and options.authorize(environ) is False:
             return Reject(403, "WebSocket upgrade refused")

@@ -103,7 +103,7 @@ class WebSocketWSGIApplication:
     def check(self, environ: Mapping[str, Any]) -> Accept | Reject:
         """Everything decided before the connection is taken: the handshake, and
         whether this server and manager can take it (501, 503). Logs refusals."""
-        result = negotiate(environ, self.options)
+        result = negotiate(environ, self.options, getattr(environ.get(HANDOVER_KEY), "raw_headers", None))
         if isinstance(result, Accept):
             result = self._check_server(environ, result)
         if isinstance(result, Reject):

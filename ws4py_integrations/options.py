@@ -6,6 +6,7 @@ Safe limits are on by default; every one can be changed or switched off
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
@@ -72,8 +73,16 @@ class WebSocketOptions:
     #: Subprotocols in server preference order, or a selector callable.
     protocols: Sequence[str] | SubprotocolSelector | None = None
     #: Origin policy; the default (``None``) accepts requests without an
-    #: ``Origin`` header and requests whose ``Origin`` host matches ``Host``.
+    #: ``Origin`` header and requests whose ``Origin`` is exactly the request's
+    #: scheme, host and port (no userinfo, path or ``null``).
     origins: OriginPolicy = None
+    #: Host names the ``Host`` header may name (any port): exact names or IP
+    #: literals (IPv6 in brackets), ``".example.com"`` for a domain and its
+    #: subdomains, ``"*"`` for any. Another host is refused with 403. ``None``:
+    #: with the same-origin default only loopback names and IP literals are
+    #: accepted (a DNS rebinding defence; list your public host names); with an
+    #: explicit ``origins`` policy the host is not checked.
+    allowed_hosts: Sequence[str] | None = None
     #: Hook that sees the environ before the upgrade and may refuse it.
     authorize: Authorize | None = None
     #: Extra headers added to every 101 response.
@@ -104,3 +113,43 @@ class WebSocketOptions:
                 raise ValueError(f"{name} must be positive or None, not {value!r}")
         if self.close_timeout <= 0:
             raise ValueError(f"close_timeout must be positive, not {self.close_timeout!r}")
+        if self.allowed_hosts is not None:
+            _validate_allowed_hosts(self.allowed_hosts)
+
+
+# A host name (letters, digits, "-", "_", dots between labels), an IPv4
+# address, or an IPv6 address in brackets.
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\.?")
+
+
+def _validate_allowed_hosts(entries: Any) -> None:
+    if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
+        raise ValueError(f"allowed_hosts must be a list of host names or None, not {entries!r}")
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ValueError(f"allowed_hosts entries must be strings, not {entry!r}")
+        if entry == "*":
+            continue
+        if entry.startswith("*."):
+            raise ValueError(f"allowed_hosts entry {entry!r}: write {entry[1:]!r} for a domain and its subdomains")
+        name = entry.removeprefix(".")
+        if name.startswith("[") and name.endswith("]") and not entry.startswith("."):
+            try:
+                ipaddress.IPv6Address(name[1:-1])
+            except ValueError:
+                raise ValueError(f"allowed_hosts entry {entry!r} is not an IPv6 address") from None
+            continue
+        if ":" in name:
+            if _is_ipv6(name):
+                raise ValueError(f"allowed_hosts entry {entry!r}: write IPv6 addresses in brackets, '[{name}]'")
+            raise ValueError(f"allowed_hosts entry {entry!r}: give the host without a port (any port matches)")
+        if not _NAME_RE.fullmatch(name):
+            raise ValueError(f"allowed_hosts entry {entry!r} is not a host name, an IP address, '.domain' or '*'")
+
+
+def _is_ipv6(value: str) -> bool:
+    try:
+        ipaddress.IPv6Address(value)
+    except ValueError:
+        return False
+    return True

@@ -19,9 +19,12 @@ from sphinx.util.docutils import SphinxDirective
 
 def _format_default(name: str, value: Any) -> str:
     if value is None:
-        # None turns an option off, except origins, where it is the same-origin check.
+        # None turns an option off, except origins (the same-origin check) and
+        # allowed_hosts (loopback only, under that check).
         if name == "origins":
             return "``None`` (same origin, or no ``Origin``)"
+        if name == "allowed_hosts":
+            return "``None`` (loopback and IP addresses, under the same-origin default)"
         return "``None`` (off)"
     if isinstance(value, bool):
         return f"``{value}``"

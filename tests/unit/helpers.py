@@ -22,7 +22,7 @@ MASK = b"\x37\xfa\x21\x3d"
 ENVIRON: dict[str, Any] = {
     "REQUEST_METHOD": "GET",
     "SERVER_PROTOCOL": "HTTP/1.1",
-    "HTTP_HOST": "example.com",
+    "HTTP_HOST": "localhost",
     "HTTP_UPGRADE": "websocket",
     "HTTP_CONNECTION": "Upgrade",
     "HTTP_SEC_WEBSOCKET_KEY": KEY,

@@ -126,7 +126,7 @@ def _accepted(src: Bytes) -> _Accept:
     environ = {
         "REQUEST_METHOD": "GET",
         "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "example.com",
+        "HTTP_HOST": "localhost",
         "HTTP_UPGRADE": "websocket",
         "HTTP_CONNECTION": "Upgrade",
         "HTTP_SEC_WEBSOCKET_KEY": GOOD_KEY,
