@@ -15,14 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tools.hardening.fuzz import have_atheris, run_atheris
-from tools.hardening.fuzz_targets import SEEDS, frames_target, handshake_target
+from tools.hardening.fuzz_targets import SEEDS, TARGETS, fast_path_target, frames_target, handshake_target
 
 FUZZ_SECONDS = int(os.environ.get("HARDENING_FUZZ_SECONDS", "15"))
 
 
-@pytest.mark.parametrize("target", ["handshake", "frames"])
+@pytest.mark.parametrize("target", sorted(TARGETS))
 def test_seeds(target: str) -> None:
-    func = handshake_target if target == "handshake" else frames_target
+    func = TARGETS[target]
     for seed in SEEDS[target]:
         func(seed)
 
@@ -39,6 +39,12 @@ def test_frames_target(data: bytes) -> None:
     frames_target(data)
 
 
+@settings(max_examples=1000, deadline=None)
+@given(data=st.binary(max_size=2048))
+def test_fast_path_target(data: bytes) -> None:
+    fast_path_target(data)
+
+
 @pytest.mark.timeout(FUZZ_SECONDS + 300)
 @pytest.mark.skipif(not have_atheris(), reason="atheris is not installed (pip install atheris)")
 def test_atheris(tmp_path: os.PathLike[str]) -> None:
@@ -47,12 +53,12 @@ def test_atheris(tmp_path: os.PathLike[str]) -> None:
     def run(target: str) -> None:
         results[target] = run_atheris(target, FUZZ_SECONDS, os.fspath(tmp_path))
 
-    threads = [threading.Thread(target=run, args=(target,)) for target in ("handshake", "frames")]
+    threads = [threading.Thread(target=run, args=(target,)) for target in ("handshake", "frames", "fast-path")]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(FUZZ_SECONDS + 240)
-    for target in ("handshake", "frames"):
+    for target in ("handshake", "frames", "fast-path"):
         result = results[target]
         print(f"atheris {target}: {result['executions']} executions in {result['seconds']} s")
         assert result["ok"], "\n".join(result["tail"])  # type: ignore[arg-type]

@@ -20,6 +20,10 @@ Checked against websockets 14.0, 15.0.1, 16.0 and 17.x:
 - ``Protocol.parser_exc``: set when failing the connection from outside the
   parser, so that websockets reports the cause as it would its own.
 - ``Protocol.recv_frame(frame)``: overridden to assemble messages.
+- ``Protocol.debug``: whether websockets traces frames; the fast path for
+  small frames (:meth:`MessageProtocol._parse_fast
+  <ws4py_integrations.protocol.MessageProtocol._parse_fast>`) stands aside
+  then, so the trace stays complete.
 - The size of the fragmented message being received: ``current_size`` since
   websockets 16.0, ``cur_size`` before (``None`` between messages).
 - ``PerMessageDeflate.local_no_context_takeover``, ``.local_max_window_bits``

@@ -52,8 +52,10 @@ RECV_SIZE = 256 * 1024
 
 def _data_header(frame: Frame) -> bytes:
     """The header of an unmasked, uncompressed server data frame (RFC 6455 5.2)."""
-    head1 = (0x80 if frame.fin else 0) | frame.opcode
-    length = len(frame.data)
+    return _header((0x80 if frame.fin else 0) | frame.opcode, len(frame.data))
+
+
+def _header(head1: int, length: int) -> bytes:
     if length < 126:
         return bytes((head1, length))
     if length < 65536:
@@ -109,9 +111,7 @@ def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
     objects and the copy of the process environment some servers (wsgiref) add."""
     process = _process_environ_snapshot()
     return {
-        key: value
-        for key, value in environ.items()
-        if key not in _PLUMBING and process.get(key, _PLUMBING) != value
+        key: value for key, value in environ.items() if key not in _PLUMBING and process.get(key, _PLUMBING) != value
     }
 
 
@@ -409,6 +409,28 @@ class Connection:
                     # header: no copy of it into a serialized frame.
                     self._queue(_data_header(frame))
                     self._queue(frame.data)
+            self.messages_out += 1
+            self._flush()
+
+    def send_message(self, payload: bytes, text: bool) -> None:
+        """Queue one unfragmented message (any thread): what ``WebSocket.send`` does
+        for ``str`` and bytes. Raises :class:`WebSocketClosed` once closing."""
+        with self.lock:
+            if self.protocol.extensions:
+                # Compression keeps per-message state in the extension.
+                self.send_frames([Frame(Opcode.TEXT if text else Opcode.BINARY, payload)])
+                return
+            if self._close_queued or self.finalized or self._over_send_limit():
+                raise self._closed_error()
+            if _protocol_logger.isEnabledFor(logging.DEBUG):
+                _protocol_logger.debug("%s > %s [%d bytes]", self.id, "TEXT" if text else "BINARY", len(payload))
+            header = _header(0x81 if text else 0x82, len(payload))
+            if len(payload) < _COALESCE:
+                self._queue(header + payload)
+            else:
+                # A large payload is queued as is, behind its header: no copy.
+                self._queue(header)
+                self._queue(payload)
             self.messages_out += 1
             self._flush()
 

@@ -136,11 +136,67 @@ class MessageProtocol(ServerProtocol):
         # The fragmented message being received, if any.
         self._asm: _Assembly | None = None
 
+    #: Parse small complete frames without websockets' parser (see :meth:`_parse_fast`).
+    fast_path = True
+
     def receive_data(self, data: bytes | bytearray) -> None:
-        super().receive_data(data)
         reader = self.reader
+        if (
+            self.fast_path
+            and self.state is State.OPEN
+            and not self.extensions
+            and self._asm is None
+            and not reader.buffer
+            and not reader.mid_frame  # type: ignore[attr-defined]
+            and not self.debug
+            and fragmented_size(self) is None
+        ):
+            data = self._parse_fast(data)
+            if not data:
+                return
+        super().receive_data(data)
         if reader.mid_frame and self.state is State.OPEN and reader.waiting_for_payload():  # type: ignore[attr-defined]
             self._validate_partial_text()
+
+    def _parse_fast(self, data: bytes | bytearray) -> bytes | bytearray:
+        """Turn the complete, unfragmented, uncompressed text and binary frames at
+        the start of ``data`` into messages; return the rest for websockets' parser.
+
+        The common case (a client's small message in one frame, several per
+        read under load) skips the generator-based parser. It only takes what
+        the parser would accept and turn into the same message: FIN set, no
+        RSV bit, masked, a 7- or 16-bit length within the size limit, valid
+        UTF-8 for text. Anything else, including a control frame, stops it
+        there; the parser then sees exactly the bytes it would have seen from
+        that frame on. Proven equal to the parser by the differential tests
+        in ``tests/unit/test_fast_path.py`` and the Autobahn runs.
+        """
+        pos, size, limit, inbox = 0, len(data), self.size_limit, self.inbox
+        while size - pos >= 6:
+            first, second = data[pos], data[pos + 1]
+            if (first != 0x81 and first != 0x82) or second < 0x80:
+                break
+            length = second & 0x7F
+            if length < 126:
+                start = pos + 6
+            elif length == 126 and size - pos >= 8:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                start = pos + 8
+            else:
+                break
+            end = start + length
+            if end > size or (limit is not None and length > limit):
+                break
+            payload = apply_mask(data[start:end], data[start - 4 : start])
+            if first == 0x81:
+                try:
+                    inbox.append(Message(payload.decode()))
+                except UnicodeDecodeError:
+                    break  # the parser fails it with 1007, exactly as it would have
+            else:
+                inbox.append(Message(payload))
+            pos = end
+        return data[pos:] if pos else data
 
     def _validate_partial_text(self) -> None:
         """Fail with 1007 on invalid UTF-8 in a text payload not yet complete (8.1:

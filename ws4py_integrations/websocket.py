@@ -75,11 +75,17 @@ class WebSocket:
 
         Raises :class:`~ws4py_integrations.WebSocketClosed` once closing.
         """
-        if binary is True and isinstance(data, str):
-            data = data.encode()
-        elif binary is False and isinstance(data, (bytes, bytearray, memoryview)):
-            data = bytes(data).decode()
-        self._connection.send_frames(encode_frames(data))
+        if isinstance(data, str):
+            self._connection.send_message(data.encode(), binary is not True)
+        elif isinstance(data, (bytes, bytearray, memoryview)):
+            if binary is False:
+                data = bytes(data)
+                data.decode()  # text must be UTF-8: fail here, not at the peer
+                self._connection.send_message(data, True)
+            else:
+                self._connection.send_message(bytes(data), False)
+        else:
+            self._connection.send_frames(encode_frames(data))
 
     def ping(self, data: bytes | str = b"") -> None:
         """Send a ping; :meth:`ponged` is called with the answer's data."""

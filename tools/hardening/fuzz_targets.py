@@ -123,6 +123,11 @@ def handshake_target(data: bytes) -> None:
 
 
 def _accepted(src: Bytes) -> _Accept:
+    return _negotiated(src, 1)[0]
+
+
+def _negotiated(src: Bytes, copies: int) -> list[_Accept]:
+    """``copies`` handshakes of one fuzzed request: each has extension objects of its own."""
     environ = {
         "REQUEST_METHOD": "GET",
         "SERVER_PROTOCOL": "HTTP/1.1",
@@ -138,9 +143,9 @@ def _accepted(src: Bytes) -> _Accept:
             "permessage-deflate; client_no_context_takeover" if flags & 2 else "permessage-deflate"
         )
     limit = [2**20, 1024, 64, None][(flags >> 2) % 4]
-    result = negotiate(environ, WebSocketOptions(max_message_size=limit))
-    assert isinstance(result, Accept)
-    return result
+    results = [negotiate(environ, WebSocketOptions(max_message_size=limit)) for _ in range(copies)]
+    assert all(isinstance(result, Accept) for result in results)
+    return results  # type: ignore[return-value]
 
 
 def _structured(src: Bytes, deflate: bool) -> bytes:
@@ -207,7 +212,48 @@ def frames_target(data: bytes) -> None:
     _feed(accept, src, stream)
 
 
-TARGETS = {"handshake": handshake_target, "frames": frames_target}
+def _observe(protocol: MessageProtocol) -> tuple[object, ...]:
+    inbox, protocol.inbox = protocol.inbox, []
+    rcvd, sent = protocol.close_rcvd, protocol.close_sent
+    return (
+        inbox,
+        protocol.data_to_send(),
+        protocol.state,
+        rcvd and (rcvd.code, rcvd.reason),
+        sent and (sent.code, sent.reason),
+    )
+
+
+def fast_path_target(data: bytes) -> None:
+    """Differential: the same pieces to a protocol with the small-frame fast path
+    and to one without; every step must end the same (messages, bytes out, state)."""
+    src = Bytes(data)
+    # One handshake each: a compressed connection's extension holds its inflater.
+    accept_fast, accept_slow = _negotiated(src, 2)
+    limit = [2**20, 1024, 130, None][src.byte() % 4]
+    mode = src.byte()
+    stream = _structured(src, bool(accept_fast.extensions)) if mode & 1 else src.rest()
+    fast, slow = MessageProtocol.accepted(accept_fast, limit), MessageProtocol.accepted(accept_slow, limit)
+    slow.fast_path = False
+    chunks = Bytes(stream)
+    sizes = [1, 2, 7, 64, 1000, len(stream) or 1]
+    while not chunks.exhausted:
+        piece = chunks.take(sizes[(chunks.pos + mode) % len(sizes)])
+        outcomes = []
+        for protocol in (fast, slow):
+            try:
+                protocol.receive_data(piece)
+                outcomes.append(None)
+            except EOFError as exc:
+                outcomes.append(type(exc))
+        assert outcomes[0] == outcomes[1]
+        assert _observe(fast) == _observe(slow)
+    fast.receive_eof()
+    slow.receive_eof()
+    assert _observe(fast) == _observe(slow)
+
+
+TARGETS = {"handshake": handshake_target, "frames": frames_target, "fast-path": fast_path_target}
 
 # Seeds: a valid exchange for each target, so engines start from the interesting part.
 SEEDS: dict[str, list[bytes]] = {
@@ -216,5 +262,9 @@ SEEDS: dict[str, list[bytes]] = {
         bytes([0, 0]) + Frame(Opcode.TEXT, b"hello").serialize(mask=True),
         bytes([1, 1]) + bytes([0x19, 5]) + b"hello" + b"\0\0\0\0",
         bytes([5, 1]) + bytes([0x02, 3]) + b"abc" + b"\1\2\3\4" + bytes([0x08, 2]) + b"de" + b"\0\0\0\0",
+    ],
+    "fast-path": [
+        bytes([0, 0, 0]) + Frame(Opcode.TEXT, b"hello").serialize(mask=True) * 3,
+        bytes([0, 1, 1]) + bytes([0x09, 5]) + b"hello" + b"\1\2\3\4" + bytes([0x0A, 1]) + b"!" + b"\0\0\0\0",
     ],
 }
