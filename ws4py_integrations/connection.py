@@ -18,10 +18,10 @@ import os
 import socket
 import ssl
 import struct
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from websockets.frames import CloseCode, Frame, Opcode
@@ -61,6 +61,16 @@ def _header(head1: int, length: int) -> bytes:
     if length < 65536:
         return struct.pack("!BBH", head1, 126, length)
     return struct.pack("!BBQ", head1, 127, length)
+
+
+class RLockLike(Protocol):
+    """What a connection needs of its lock: ``threading.RLock``'s context manager."""
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> object: ...
 
 
 class TimerHandle(Protocol):
@@ -137,6 +147,9 @@ class Backend(Protocol):
     def connection_lost(self, conn: Connection) -> None:
         """Stop watching ``conn``'s socket and close it (from any thread)."""
 
+    def new_lock(self) -> RLockLike:
+        """A reentrant lock for a connection's engine."""
+
     def reading_changed(self, conn: Connection) -> None:
         """``conn.reading_paused`` changed (``conn.lock`` held, any thread): stop or
         resume watching the socket for reading (then call ``conn.read()`` at once:
@@ -181,13 +194,14 @@ class Connection:
         "_close_timer",
         "_eof_pending",
         "_gather",
+        "_handled",
         "_head_tried",
         "_keepalive_timer",
         "_out",
-        "_pending",
         "_ping_payload",
         "_ping_sent_at",
         "_read_timer",
+        "_received",
         "backend",
         "bytes_in",
         "bytes_out",
@@ -234,7 +248,9 @@ class Connection:
         self.options = options
         self.environ = connection_environ(environ)
         self.backend: Backend = manager
-        self.lock = threading.RLock()
+        # Whatever lock the manager's backend works with (a real one under
+        # gevent too: the engine never waits while it holds it).
+        self.lock = manager.new_lock()
         self.is_tls = isinstance(sock, ssl.SSLSocket)
         # sendmsg gathers buffers in one write; TLS sockets cannot (a backend
         # may mark a socket as TLS after this, so is_tls is checked again).
@@ -252,8 +268,10 @@ class Connection:
         self.closed_reason = ""
         self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
         self.latency: float | None = None
-        # Messages received and not yet handled; reading pauses at max_queue.
-        self._pending = 0
+        # Messages received and handled so far; reading pauses while
+        # max_queue of them wait. One writer each (the reader, the callback
+        # queue), so counting needs no lock; only a pause or resume takes it.
+        self._received = self._handled = 0
         self.reading_paused = False
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
@@ -342,24 +360,28 @@ class Connection:
             self._start_close_timer()
 
     def _message_received(self, message: Message) -> None:
+        self._received += 1
         limit = self.options.max_queue
-        if limit is not None:
+        if limit is not None and self._received - self._handled >= limit and not self.reading_paused:
             with self.lock:
-                self._pending += 1
-                if self._pending >= limit and not self.reading_paused:
-                    # Backpressure through TCP: the peer's sends wait in its
-                    # kernel buffers, not in our memory.
-                    self.reading_paused = True
-                    self.backend.reading_changed(self)
+                # Backpressure through TCP: the peer's sends wait in its
+                # kernel buffers, not in our memory.
+                self.reading_paused = True
+                self.backend.reading_changed(self)
         self.backend.schedule(self, self._handle_message, message)
 
     def _handle_message(self, message: Message) -> None:
         self._dispatch(self.websocket.received_message, message)
-        if self.options.max_queue is not None:
+        self._handled += 1
+        if self.reading_paused:
+            limit = self.options.max_queue
             with self.lock:
-                self._pending -= 1
                 # Resume at a quarter, so a busy peer does not flap the watch.
-                if self.reading_paused and self._pending <= self.options.max_queue // 4 and not self.finalized:
+                if (
+                    self.reading_paused
+                    and not self.finalized
+                    and (limit is None or self._received - self._handled <= limit // 4)
+                ):
                     self.reading_paused = False
                     self.backend.reading_changed(self)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -102,6 +103,9 @@ class FakeBackend:
 
     def reading_changed(self, conn: Connection) -> None:
         self.reading.append((conn, conn.reading_paused))
+
+    def new_lock(self) -> threading.RLock:
+        return threading.RLock()
 
     def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
         self.scheduled.append((conn, func, args))

@@ -24,7 +24,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame
 
 from ..broker import Broker, InProcessBroker
-from ..connection import RECV_SIZE, Connection, TimerHandle, encode_frames
+from ..connection import RECV_SIZE, Connection, RLockLike, TimerHandle, encode_frames
 from ..exceptions import WebSocketClosed
 
 if TYPE_CHECKING:
@@ -457,6 +457,10 @@ class Manager(abc.ABC):
     @abc.abstractmethod
     def _watch_writable(self, conn: Connection) -> None:
         """Call :meth:`_flush_writable` whenever the socket is writable, until it returns ``False``."""
+
+    def new_lock(self) -> RLockLike:
+        """A connection's lock (see :class:`~ws4py_integrations.connection.Backend`)."""
+        return threading.RLock()
 
     @abc.abstractmethod
     def reading_changed(self, conn: Connection) -> None:

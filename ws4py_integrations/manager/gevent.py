@@ -59,6 +59,12 @@ HandlerMode = Literal["auto", "greenlets", "threads"]
 _READ, _WRITE = 1, 2
 # The real thread id, even when ``_thread`` is monkey-patched (then get_ident is per greenlet).
 _real_get_ident: Callable[[], int] = monkey.get_original("_thread", "get_ident")
+# The C implementations, even when ``threading`` is monkey-patched: the engine
+# never waits for anything while it holds these (sockets are non-blocking), so
+# no greenlet can switch out holding one, and the patched ones, written in
+# Python, cost more than the work they guard.
+_RealRLock: Callable[[], Any] = monkey.get_original("_thread", "RLock")
+_RealLock: Callable[[], Any] = monkey.get_original("_thread", "allocate_lock")
 _logged_modes: set[str] = set()
 _logged_lock = threading.Lock()
 
@@ -140,6 +146,7 @@ class GeventManager(Manager):
         self._loop: Any = None
         self._hub_ident: int | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._queue_lock = _RealLock()
         self._watches: dict[Connection, _Watch] = {}
         self._watches_lock = threading.Lock()
 
@@ -249,6 +256,9 @@ class GeventManager(Manager):
             result: bytes = self._hub.threadpool.apply(func)
             return result
         return func()
+
+    def new_lock(self) -> Any:
+        return _RealRLock()
 
     def _live_watch(self, conn: Connection) -> _Watch | None:
         with self._watches_lock:
