@@ -24,8 +24,9 @@ from tools.hardening.probes import MiB, ProbeResult, Sizes, Target
 from ws4py_integrations import WebSocketOptions
 
 SERVERS = [name for name in ("wsgiref", "cherrypy", "gevent") if name in available()]
-DEFAULTS = WebSocketOptions()
-assert DEFAULTS.max_message_size is not None and DEFAULTS.max_send_buffer is not None
+#: The library defaults the test app's ``/echo`` runs with.
+DEFAULT_MAX_MESSAGE_SIZE = int(WebSocketOptions().max_message_size or 0)
+DEFAULT_MAX_SEND_BUFFER = int(WebSocketOptions().max_send_buffer or 0)
 
 # -- sizes: each past its limit, small enough for ~2 minutes on 2 cores -----------
 #: 200,000 pongs of 127 bytes are 24 MiB: past the default 16 MiB send buffer
@@ -63,7 +64,7 @@ SIZES = Sizes(
 
 # -- bounds (the same the full-size command checks; see tools/hardening/probes.py) --
 #: Pongs wait in the send buffer until it passes max_send_buffer, then 1008.
-PINGS_GROWTH = probes.pings_growth(DEFAULTS.max_send_buffer)
+PINGS_GROWTH = probes.pings_growth(DEFAULT_MAX_SEND_BUFFER)
 #: Empty fragments hold nothing; the message is refused with 1009.
 FRAGMENTS_GROWTH = probes.FRAGMENTS_GROWTH
 #: RSS back within this of where it was, SETTLE_SECONDS after the last drop.
@@ -97,8 +98,8 @@ def defaults(server_name: str, tmp_path: Path) -> Iterator[Target]:
             server,
             server_name,
             path="/echo",
-            max_message_size=DEFAULTS.max_message_size,
-            max_send_buffer=DEFAULTS.max_send_buffer,
+            max_message_size=DEFAULT_MAX_MESSAGE_SIZE,
+            max_send_buffer=DEFAULT_MAX_SEND_BUFFER,
         )
 
 

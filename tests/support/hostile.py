@@ -19,7 +19,7 @@ import threading
 import time
 from types import TracebackType
 
-import psutil
+import psutil  # type: ignore[import-untyped,unused-ignore]
 from websockets.sync.client import connect
 
 try:  # websockets' C unmasking; the pure-Python one where it is not built
