@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-guard profile load soak fuzz clean
+.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-guard profile load soak fuzz probes clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -81,6 +81,10 @@ soak: setup
 
 fuzz: setup
 	$(PY) -m tools.hardening.fuzz --seconds 600
+
+# The security review's hostile-client probes at full size, every server (~15 min).
+probes: setup
+	$(PY) -m tools.hardening.probes --server all --probe all
 
 docs: setup
 	$(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html
