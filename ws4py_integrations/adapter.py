@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from .manager.base import Manager
     from .websocket import WebSocket
 
-__all__ = ["HANDOVER_KEY", "Handover", "raw_header_fields", "take_buffered"]
+__all__ = ["HANDOVER_KEY", "Handover", "LineRecorder", "raw_header_fields", "take_buffered"]
 
 #: Environ key under which a server adapter publishes its :class:`Handover`.
 HANDOVER_KEY = "ws4py_integrations.handover"
@@ -96,6 +96,22 @@ def raw_header_fields(lines: Iterable[bytes]) -> list[tuple[str, str]]:
         name, colon, value = line.partition(":")
         fields.append((name, value.strip(" \t") if colon else ""))
     return fields
+
+
+class LineRecorder:
+    """A reader that passes ``readline`` through and keeps a copy of each line in :attr:`lines`.
+
+    Adapters read header lines through it to fill :attr:`Handover.raw_headers`.
+    """
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+        self.lines: list[bytes] = []
+
+    def readline(self, size: int = -1) -> bytes:
+        line: bytes = self._rfile.readline(size)
+        self.lines.append(line)
+        return line
 
 
 def take_buffered(reader: Any, sock: socket.socket) -> bytes:
