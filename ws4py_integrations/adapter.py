@@ -24,13 +24,14 @@ from __future__ import annotations
 import abc
 import socket
 import ssl
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .manager.base import Manager
     from .websocket import WebSocket
 
-__all__ = ["HANDOVER_KEY", "Handover", "take_buffered"]
+__all__ = ["HANDOVER_KEY", "Handover", "LineRecorder", "raw_header_fields", "take_buffered"]
 
 #: Environ key under which a server adapter publishes its :class:`Handover`.
 HANDOVER_KEY = "ws4py_integrations.handover"
@@ -44,10 +45,22 @@ class Handover(abc.ABC):
     ``manager`` is the manager that should run the connection (``None``: the
     application's own or the process default); :attr:`websocket` is set once
     the upgrade succeeded.
+
+    :attr:`raw_headers` is the request's header fields as the server
+    received them, in order and with duplicates: ``(name, value)`` with the
+    name exactly as sent (case, and any whitespace before the colon, kept)
+    and the value stripped of the spaces and tabs around it. An obs-fold
+    continuation line stays inside the value of the field it continues, as
+    ``"\n"`` plus the line as received (its leading whitespace kept, its
+    line ending dropped); a line without a colon is a name with an empty
+    value. Bytes are decoded as latin-1. Servers' parsers merge duplicates
+    or unfold lines in the environ; this is what the handshake checks
+    compare it with. ``None``: the adapter could not see the raw head.
     """
 
     manager: Manager | None = None
     websocket: WebSocket | None = None
+    raw_headers: list[tuple[str, str]] | None = None
 
     @abc.abstractmethod
     def detach(self) -> tuple[socket.socket, bytes]:
@@ -60,6 +73,45 @@ class Handover(abc.ABC):
     def upgraded(self, websocket: WebSocket) -> None:
         """The upgrade succeeded: ``websocket`` owns the socket now."""
         self.websocket = websocket
+
+
+def raw_header_fields(lines: Iterable[bytes]) -> list[tuple[str, str]]:
+    """The :attr:`Handover.raw_headers` of a request head's header lines (after the request line).
+
+    Stops at the first empty line (or at the end of ``lines``).
+    """
+    fields: list[tuple[str, str]] = []
+    for raw in lines:
+        line = raw.decode("latin-1").rstrip("\r\n")
+        if not line:
+            break
+        if line[0] in " \t":
+            # obs-fold: the value goes on, as the peer sent it.
+            if fields:
+                name, value = fields[-1]
+                fields[-1] = (name, f"{value}\n{line}")
+            else:
+                fields.append(("", line))
+            continue
+        name, colon, value = line.partition(":")
+        fields.append((name, value.strip(" \t") if colon else ""))
+    return fields
+
+
+class LineRecorder:
+    """A reader that passes ``readline`` through and keeps a copy of each line in :attr:`lines`.
+
+    Adapters read header lines through it to fill :attr:`Handover.raw_headers`.
+    """
+
+    def __init__(self, rfile: Any) -> None:
+        self._rfile = rfile
+        self.lines: list[bytes] = []
+
+    def readline(self, size: int = -1) -> bytes:
+        line: bytes = self._rfile.readline(size)
+        self.lines.append(line)
+        return line
 
 
 def take_buffered(reader: Any, sock: socket.socket) -> bytes:

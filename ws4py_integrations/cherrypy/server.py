@@ -19,29 +19,43 @@ nothing process-wide:
 
 The bytes cheroot's reader had buffered past the request head are handed over
 with the socket, and the socket loses cheroot's timeout.
+
+cheroot gives a connection to one of its worker threads as soon as it is
+accepted or readable, and the worker then blocks reading the request head
+until ``socket_timeout``: a few silent or trickling clients hold every
+worker. :func:`install_gateway` therefore also makes the server wait for
+complete request heads on its selector thread (:class:`HeadWait`, a
+per-server ``process_conn``): a connection reaches a worker only once its
+head has arrived, and is closed if that takes longer than ``socket_timeout``
+(cheroot's expiry of idle connections). It records the raw header lines for
+:attr:`Handover.raw_headers <ws4py_integrations.adapter.Handover.raw_headers>`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import socket
+import ssl
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from .._extras import missing_extra
 from .._signals import DEFAULT_SIGNALS, stop_on_signals
-from ..adapter import HANDOVER_KEY, Handover, take_buffered
+from ..adapter import HANDOVER_KEY, Handover, LineRecorder, raw_header_fields, take_buffered
 from ..manager import Manager, ThreadedManager
 from ..middleware import WSGIApp
 
 try:
+    import cheroot.makefile
     import cheroot.server
     import cheroot.wsgi
 except ImportError as exc:
     raise missing_extra("ws4py_integrations.cherrypy", "cherrypy", exc) from exc
 
-__all__ = ["WSGIServer", "WebSocketGatewayMixin", "install_gateway", "websocket_gateway"]
+__all__ = ["HeadWait", "WSGIServer", "WebSocketGatewayMixin", "install_gateway", "websocket_gateway"]
 
 logger = logging.getLogger("ws4py_integrations.cherrypy")
 
@@ -60,6 +74,9 @@ class _Handover(Handover):
         self._req = req
         self._manager_source = manager_source
         self.detached = False
+        lines: list[bytes] | None = getattr(req, "ws_raw_lines", None)
+        if lines is not None:
+            self.raw_headers = raw_header_fields(lines)
 
     @property
     def manager(self) -> Manager | None:
@@ -160,13 +177,155 @@ def websocket_gateway(
     return gateway
 
 
-def install_gateway(server: cheroot.server.HTTPServer, manager: ManagerSource = None) -> None:
+class _RecordingHeaderReader:
+    """Wraps a cheroot header reader: the lines it reads are kept as received."""
+
+    def __init__(self, inner: Any, sink: list[bytes]) -> None:
+        self._inner = inner
+        self._sink = sink
+
+    def __call__(self, rfile: Any, hdict: Any = None) -> Any:
+        recorder = LineRecorder(rfile)
+        recorder.lines = self._sink
+        return self._inner(recorder, hdict)
+
+
+class _RecordingRequestMixin:
+    """Keeps the raw header lines of the request in ``ws_raw_lines`` (cheroot merges duplicates)."""
+
+    ws_raw_lines: list[bytes] | None = None
+    header_reader: Any
+
+    def read_request_headers(self) -> bool:
+        inner = self.header_reader
+        self.ws_raw_lines = []
+        self.header_reader = _RecordingHeaderReader(inner, self.ws_raw_lines)
+        try:
+            result: bool = super().read_request_headers()  # type: ignore[misc]
+        finally:
+            self.header_reader = inner
+        return result
+
+
+def _recording_connection_class(base: type[cheroot.server.HTTPConnection]) -> type[cheroot.server.HTTPConnection]:
+    """A subclass of the connection class ``base`` whose requests record their header lines."""
+    if getattr(base, "_ws_recording", False):
+        return base
+    request_class = base.RequestHandlerClass
+    recording_request = type(f"WebSocket{request_class.__name__}", (_RecordingRequestMixin, request_class), {})
+    namespace = {"RequestHandlerClass": recording_request, "_ws_recording": True, "__module__": __name__}
+    connection: type[cheroot.server.HTTPConnection] = type(f"WebSocket{base.__name__}", (base,), namespace)
+    return connection
+
+
+#: The end of a request head as cheroot reads it (CRLF line endings; one empty line before the request line is skipped).
+_HEAD_END = re.compile(rb"\r\n\r\n")
+_RECV_SIZE = 65536
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class HeadWait:
+    """A cheroot server's ``process_conn`` that hands a connection to a worker only once its head is complete.
+
+    Called on the server's selector thread (and by workers for keep-alive
+    connections with bytes buffered), it reads what the connection has,
+    without blocking, into the connection's reader; while the head is
+    incomplete the connection goes back to cheroot's selector, where cheroot
+    closes it ``socket_timeout`` seconds after its head began (the deadline
+    does not move as bytes trickle in). A head larger than ``max_size`` is
+    answered 431. Connections whose reader is not cheroot's ``StreamReader``
+    (pyOpenSSL) go straight to a worker, as without it.
+    """
+
+    def __init__(self, server: cheroot.server.HTTPServer, process_conn: Callable[[Any], None], max_size: int = 65536):
+        self.server = server
+        self.process_conn = process_conn
+        self.max_size = max_size
+
+    def __call__(self, conn: Any) -> None:
+        rfile = conn.rfile
+        sock = conn.socket
+        if not (isinstance(rfile, cheroot.makefile.StreamReader) and isinstance(sock, socket.socket)):
+            self.process_conn(conn)
+            return
+        if getattr(conn, "ws_head_since", None) is None:
+            conn.ws_head_since = time.time()
+            conn.ws_head_bytes = b""
+        state = self._read(conn, rfile, sock)
+        if state == "wait":
+            self.server.put_conn(conn)
+            # put_conn() stamps the connection as just used; the head's deadline stays where it was.
+            conn.last_used = conn.ws_head_since
+            return
+        conn.ws_head_since = None
+        if state == "too large":
+            self._refuse(conn, sock)
+            return
+        self.process_conn(conn)
+
+    def _read(self, conn: Any, rfile: Any, sock: socket.socket) -> str:
+        """``"ready"`` (complete head, end of stream or error: a worker deals with it), ``"wait"`` or ``"too large"``."""
+        # cheroot's StreamReader is a _pyio.BufferedReader whose buffer is
+        # _read_buf[_read_pos:] (cheroot's own has_data() relies on it). While
+        # waiting, the bytes are kept on the connection, not in the reader:
+        # cheroot's put() hands a connection with buffered bytes straight back here.
+        with rfile._read_lock:
+            buffer = conn.ws_head_bytes + rfile._read_buf[rfile._read_pos :]
+            rfile._read_buf, rfile._read_pos = b"", 0
+        conn.ws_head_bytes = b""
+        state = "ready"
+        timeout = sock.gettimeout()
+        sock.settimeout(0)
+        try:
+            while _HEAD_END.search(buffer.lstrip(b"\r\n")) is None:
+                if len(buffer) > self.max_size:
+                    state = "too large"
+                    break
+                try:
+                    chunk = sock.recv(_RECV_SIZE)
+                except _WOULD_BLOCK:
+                    state = "wait"
+                    break
+                if not chunk:
+                    break
+                buffer += chunk
+        except (OSError, ValueError):
+            state = "ready"
+        finally:
+            with contextlib.suppress(OSError):
+                sock.settimeout(timeout)
+        if state == "wait":
+            conn.ws_head_bytes = buffer
+        else:
+            with rfile._read_lock:
+                rfile._read_buf, rfile._read_pos = buffer, 0
+        return state
+
+    def _refuse(self, conn: Any, sock: socket.socket) -> None:
+        body = b"Request header fields too large"
+        response = b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
+        sock.settimeout(0)
+        with contextlib.suppress(OSError, ValueError):
+            sock.send(response % (len(body), body))  # best effort: never wait for this peer
+        logger.info("431 to %s: request head over %d bytes", getattr(conn, "remote_addr", None), self.max_size)
+        conn.close()
+
+
+def install_gateway(
+    server: cheroot.server.HTTPServer, manager: ManagerSource = None, *, head_wait: bool = True
+) -> None:
     """Make the cheroot WSGI ``server`` WebSocket-capable (before or after it starts).
 
     Replaces ``server.gateway`` with :func:`websocket_gateway` of it; calling
-    it again only changes the manager.
+    it again only changes the manager. With ``head_wait`` (the default), it
+    also gives ``server`` a :class:`HeadWait` (silent clients hold no
+    worker) and a connection class that records raw header lines; both are
+    attributes of this server only.
     """
     server.gateway = websocket_gateway(server.gateway, manager)
+    server.ConnectionClass = _recording_connection_class(server.ConnectionClass)
+    if head_wait and not isinstance(server.process_conn, HeadWait):
+        server.process_conn = HeadWait(server, server.process_conn)  # type: ignore[method-assign]
 
 
 class WSGIServer(cheroot.wsgi.Server):

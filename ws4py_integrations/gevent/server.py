@@ -19,7 +19,7 @@ from typing import Any
 
 from .._extras import missing_extra
 from .._signals import DEFAULT_SIGNALS
-from ..adapter import HANDOVER_KEY, Handover, take_buffered
+from ..adapter import HANDOVER_KEY, Handover, LineRecorder, raw_header_fields, take_buffered
 from ..manager import Manager
 
 try:
@@ -63,9 +63,11 @@ class _DetachedInput:
 class _Handover(Handover):
     """One pywsgi request's connection."""
 
-    def __init__(self, handler: WebSocketHandler, manager: Manager) -> None:
+    def __init__(self, handler: WebSocketHandler, manager: Manager, raw_lines: list[bytes] | None) -> None:
         self._handler = handler
         self.manager = manager
+        if raw_lines is not None:
+            self.raw_headers = raw_header_fields(raw_lines)
 
     def detach(self) -> tuple[socket.socket, bytes]:
         handler = self._handler
@@ -93,10 +95,21 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
 
     ws_detached = False
     _ws_handover: _Handover | None = None
+    _ws_raw_lines: list[bytes] | None = None
+
+    def MessageClass(self, *args: Any) -> Any:
+        # pywsgi parses the header lines with http.client; the lines it reads
+        # are kept as received, for Handover.raw_headers.
+        if not args:
+            return super().MessageClass()
+        recorder = LineRecorder(args[0])
+        self._ws_raw_lines = recorder.lines
+        return super().MessageClass(recorder, *args[1:])
 
     def get_environ(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environ()
-        self._ws_handover = environ[HANDOVER_KEY] = _Handover(self, server_manager(self.server))
+        handover = _Handover(self, server_manager(self.server), self._ws_raw_lines)
+        self._ws_handover = environ[HANDOVER_KEY] = handover
         return environ
 
     def process_result(self) -> None:

@@ -1,35 +1,83 @@
 """WebSocket on the standard library's ``wsgiref`` server.
 
-``make_server(host, port, app)`` returns a threaded :class:`WSGIServer` whose
-request handler offers each connection for a handover
-(:mod:`ws4py_integrations.adapter`). Plain HTTP is handled exactly as by
-stock ``wsgiref``; nothing is patched process-wide. ``server.run()`` runs
-until SIGTERM or Ctrl-C, then closes every WebSocket with 1001.
+``make_server(host, port, app)`` returns a :class:`WSGIServer` whose request
+handler offers each connection for a handover
+(:mod:`ws4py_integrations.adapter`). Plain HTTP is handled as by stock
+``wsgiref``; nothing is patched process-wide. ``server.run()`` runs until
+SIGTERM or Ctrl-C, then closes every WebSocket with 1001.
+
+Unlike ``socketserver.ThreadingMixIn``, which starts a thread per connection
+that then blocks reading the request head, the server waits for request
+heads on one selector thread (:class:`HeadReader`): a connection gets one of
+``max_threads`` worker threads only once its head is complete, a head that
+takes longer than ``head_timeout`` is answered 408, one larger than
+``max_head_size`` 431. Silent or trickling connections cost a file
+descriptor, not a thread.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import queue
+import re
+import selectors
 import socket
 import socketserver
+import ssl
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref import simple_server
 
 from .._signals import DEFAULT_SIGNALS, stop_on_signals
-from ..adapter import HANDOVER_KEY, Handover, take_buffered
+from ..adapter import HANDOVER_KEY, Handover, raw_header_fields, take_buffered
 from ..manager import Manager, ThreadedManager
 from ..middleware import WSGIApp
 
-__all__ = ["WSGIServer", "WebSocketWSGIRequestHandler", "make_server"]
+__all__ = ["HeadReader", "WSGIServer", "WebSocketWSGIRequestHandler", "make_server"]
+
+logger = logging.getLogger("ws4py_integrations.wsgiref")
+
+#: The end of a request head as ``http.server`` reads it: an empty line (CRLF or LF),
+#: or the request line itself being empty (refused at once by the handler).
+_HEAD_END = re.compile(rb"\n\r?\n|\A\r?\n")
+_RECV_SIZE = 65536
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+
+class _PrefixedSocketIO(socket.SocketIO):
+    """A socket's raw reader that first serves the bytes the head reader already took."""
+
+    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
+        super().__init__(sock, "rb")
+        self._prefix = prefix
+
+    def take_prefix(self) -> bytes:
+        prefix, self._prefix = self._prefix, b""
+        return prefix
+
+    def readinto(self, b: Any) -> int | None:
+        if self._prefix:
+            view = memoryview(b).cast("B")
+            count = min(len(view), len(self._prefix))
+            view[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return super().readinto(b)
 
 
 class _Handover(Handover):
     """One wsgiref request's connection."""
 
-    def __init__(self, handler: WebSocketWSGIRequestHandler, manager: Manager | None) -> None:
+    def __init__(
+        self, handler: WebSocketWSGIRequestHandler, manager: Manager | None, raw_headers: list[tuple[str, str]]
+    ) -> None:
         self._handler = handler
         self.manager = manager
+        self.raw_headers = raw_headers
 
     def detach(self) -> tuple[socket.socket, bytes]:
         handler = self._handler
@@ -38,7 +86,13 @@ class _Handover(Handover):
         server = handler.server
         if isinstance(server, WSGIServer):
             server.mark_detached(sock)
-        return sock, take_buffered(handler.rfile, sock)
+        rfile = handler.rfile
+        buffered = take_buffered(rfile, sock)
+        raw = getattr(rfile, "raw", None)
+        if isinstance(raw, _PrefixedSocketIO):
+            # Bytes the head reader took that the buffered reader has not pulled in yet.
+            buffered += raw.take_prefix()
+        return sock, buffered
 
 
 class _ServerHandler(simple_server.ServerHandler):
@@ -61,6 +115,32 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
     """``wsgiref``'s request handler, plus the contract that lets a request be detached."""
 
     detached = False
+    #: The bytes :class:`HeadReader` read for this connection (the head, and maybe more).
+    head = b""
+
+    def setup(self) -> None:
+        super().setup()
+        server = self.server
+        head = server.take_head(self.connection) if isinstance(server, WSGIServer) else b""
+        if head:
+            self.head = head
+            # The reader's buffer holds the whole prefix at once, so that the
+            # handover's peek sees every byte past the head.
+            self.rfile.close()
+            self.rfile = io.BufferedReader(
+                _PrefixedSocketIO(self.connection, head), max(io.DEFAULT_BUFFER_SIZE, len(head))
+            )
+
+    def raw_headers(self) -> list[tuple[str, str]]:
+        """The request's header fields as received (see :attr:`Handover.raw_headers`)."""
+        if self.head:
+            return raw_header_fields(io.BytesIO(self.head).readlines()[1:])
+        # Not read by a HeadReader: rebuild them from what the email parser kept verbatim.
+        fields = []
+        for name, value in self.headers.raw_items():
+            first, *folded = str(value).split("\r\n")
+            fields.append((name, "\n".join([first.strip(" \t"), *folded])))
+        return fields
 
     def handle(self) -> None:
         # As WSGIRequestHandler.handle, with our ServerHandler and the contract.
@@ -75,7 +155,7 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
             return
         environ = self.get_environ()
         manager = self.server.manager if isinstance(self.server, WSGIServer) else None
-        environ[HANDOVER_KEY] = _Handover(self, manager)
+        environ[HANDOVER_KEY] = _Handover(self, manager, self.raw_headers())
         handler = _ServerHandler(
             self.rfile,
             self.wfile,  # type: ignore[arg-type]
@@ -87,11 +167,246 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
         handler.run(self.server.get_app())  # type: ignore[attr-defined]
 
 
-class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
-    """A threaded ``wsgiref`` server that owns a manager for its WebSockets.
+class _Pending:
+    """A connection whose head is not complete yet."""
 
-    :meth:`server_close` closes every WebSocket with 1001 and stops the
-    manager; :meth:`run` serves until a signal, then does so.
+    __slots__ = ("address", "buffer", "deadline", "handshaking", "sock")
+
+    def __init__(self, sock: socket.socket, address: Any, deadline: float) -> None:
+        self.sock = sock
+        self.address = address
+        self.deadline = deadline
+        self.buffer = bytearray()
+        self.handshaking = isinstance(sock, ssl.SSLSocket)
+
+
+class HeadReader:
+    """Waits, on one thread, for the request heads of many connections.
+
+    ``add(sock, address)`` takes a freshly accepted socket (a TLS socket not
+    handshaken yet is handshaken here, without blocking). ``ready(sock,
+    address, data)`` is called, on the reader's thread, once ``data`` holds a
+    complete head (and whatever followed it); the socket is blocking again
+    by then. A connection that does not complete its head within
+    ``timeout`` seconds is answered 408 and closed, one whose head exceeds
+    ``max_size`` bytes 431; one that closes or fails its TLS handshake is
+    closed.
+    """
+
+    def __init__(
+        self,
+        ready: Callable[[socket.socket, Any, bytes], None],
+        *,
+        timeout: float = 10.0,
+        max_size: int = 65536,
+        name: str = "ws4py-head-reader",
+    ) -> None:
+        self._ready = ready
+        self.timeout = timeout
+        self.max_size = max_size
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ)
+        self._incoming: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
+        # Insertion order is deadline order (one timeout for all): the oldest come first.
+        self._pending: dict[int, _Pending] = {}
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, sock: socket.socket, address: Any) -> None:
+        """Wait for ``sock``'s request head (from any thread)."""
+        self._incoming.put(_Pending(sock, address, time.monotonic() + self.timeout))
+        self._wake()
+
+    def close(self) -> None:
+        """Stop the thread and close every connection still waiting."""
+        self._stopping = True
+        self._wake()
+        self._thread.join(10)
+
+    def _wake(self) -> None:
+        # OSError: a wake-up is already pending, or the reader is gone.
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                timeout = None
+                if self._pending:
+                    first = next(iter(self._pending.values()))
+                    timeout = max(0.0, first.deadline - time.monotonic())
+                for key, events in self._selector.select(timeout):
+                    if key.data is None:
+                        self._drain_wakeups()
+                    else:
+                        self._step(key.data, events)
+                self._expire(time.monotonic())
+        except Exception:
+            logger.exception("the head reader failed; waiting connections are closed")
+        finally:
+            for pending in list(self._pending.values()):
+                self._drop(pending)
+            while not self._incoming.empty():
+                self._incoming.get_nowait().sock.close()
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while not self._incoming.empty():
+            pending = self._incoming.get_nowait()
+            try:
+                pending.sock.setblocking(False)
+                self._selector.register(pending.sock, selectors.EVENT_READ, pending)
+            except (OSError, ValueError):
+                pending.sock.close()
+                continue
+            self._pending[id(pending.sock)] = pending
+            # New connections are stepped at once: the head often arrived with the SYN's ACK.
+            self._step(pending, selectors.EVENT_READ)
+
+    def _step(self, pending: _Pending, events: int) -> None:
+        sock = pending.sock
+        try:
+            if pending.handshaking:
+                assert isinstance(sock, ssl.SSLSocket)
+                try:
+                    sock.do_handshake()
+                except ssl.SSLWantWriteError:
+                    self._selector.modify(sock, selectors.EVENT_WRITE, pending)
+                    return
+                except ssl.SSLWantReadError:
+                    self._selector.modify(sock, selectors.EVENT_READ, pending)
+                    return
+                pending.handshaking = False
+                if events & selectors.EVENT_WRITE:
+                    self._selector.modify(sock, selectors.EVENT_READ, pending)
+            while True:
+                chunk = sock.recv(_RECV_SIZE)
+                if not chunk:
+                    self._drop(pending)  # closed before a complete head
+                    return
+                pending.buffer += chunk
+                if _HEAD_END.search(pending.buffer) is not None:
+                    self._hand_over(pending)
+                    return
+                if len(pending.buffer) > self.max_size:
+                    self._refuse(pending, "431 Request Header Fields Too Large")
+                    return
+                if not (isinstance(sock, ssl.SSLSocket) and sock.pending()):
+                    return
+        except _WOULD_BLOCK:
+            return
+        except (OSError, ValueError) as exc:
+            logger.debug("connection from %s failed before its request head: %s", pending.address, exc)
+            self._drop(pending)
+
+    def _expire(self, now: float) -> None:
+        while self._pending:
+            pending = next(iter(self._pending.values()))
+            if pending.deadline > now:
+                return
+            self._refuse(pending, "408 Request Timeout")
+
+    def _forget(self, pending: _Pending) -> None:
+        self._pending.pop(id(pending.sock), None)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(pending.sock)
+
+    def _drop(self, pending: _Pending) -> None:
+        self._forget(pending)
+        pending.sock.close()
+
+    def _refuse(self, pending: _Pending, status: str) -> None:
+        if pending.handshaking:
+            self._drop(pending)
+            return
+        body = status.encode("ascii")
+        response = b"HTTP/1.0 %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s" % (
+            body,
+            len(body),
+            body,
+        )
+        with contextlib.suppress(OSError, ValueError):
+            pending.sock.send(response)  # best effort: never wait for this peer
+        logger.info("%s to %s before its request head was complete", status, pending.address)
+        self._drop(pending)
+
+    def _hand_over(self, pending: _Pending) -> None:
+        self._forget(pending)
+        sock = pending.sock
+        try:
+            sock.setblocking(True)
+            self._ready(sock, pending.address, bytes(pending.buffer))
+        except Exception:
+            logger.exception("could not hand a connection from %s to a worker", pending.address)
+            sock.close()
+
+
+class _Workers:
+    """Up to ``size`` daemon threads, started as needed, running queued calls."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = size
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0  # threads waiting for work and not promised an item yet
+
+    def submit(self, function: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            self._queue.put((function, args))
+            if self._idle:
+                self._idle -= 1
+                return
+            if self._threads >= self._size:
+                return  # queued until a worker is free
+            self._threads += 1
+            number = self._threads
+        threading.Thread(target=self._work, name=f"{self._name}-{number}", daemon=True).start()
+
+    def stop(self) -> None:
+        with self._lock:
+            threads = self._threads
+        for _ in range(threads):
+            self._queue.put(None)
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            function, args = item
+            try:
+                function(*args)
+            except Exception:  # pragma: no cover - process_request_thread handles its errors
+                logger.exception("worker call failed")
+            with self._lock:
+                self._idle += 1
+
+
+class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+    """A ``wsgiref`` server, with bounded threads, that owns a manager for its WebSockets.
+
+    Request heads are read by a :class:`HeadReader` (``head_timeout``,
+    ``max_head_size``), requests run on at most ``max_threads`` worker
+    threads (more wait in a queue). A handler class that is not a
+    :class:`WebSocketWSGIRequestHandler` gets ``ThreadingMixIn``'s thread per
+    connection instead. :meth:`server_close` closes every WebSocket with 1001
+    and stops the manager; :meth:`run` serves until a signal, then does so.
     """
 
     daemon_threads = True
@@ -100,11 +415,58 @@ class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
     # bursts (each dropped one waits a 1 s retransmit).
     request_queue_size = 128
 
-    def __init__(self, *args: Any, manager: Manager | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        manager: Manager | None = None,
+        head_timeout: float = 10.0,
+        max_head_size: int = 65536,
+        max_threads: int = 64,
+        **kwargs: Any,
+    ) -> None:
+        if head_timeout <= 0 or max_head_size <= 0 or max_threads <= 0:
+            raise ValueError("head_timeout, max_head_size and max_threads must be positive")
         self.manager: Manager = manager if manager is not None else ThreadedManager(name="ws4py-wsgiref")
+        self.head_timeout = head_timeout
+        self.max_head_size = max_head_size
+        self.max_threads = max_threads
         self._detached: set[int] = set()
         self._detached_lock = threading.Lock()
+        self._heads: dict[int, bytes] = {}
+        self._head_reader: HeadReader | None = None
+        self._workers = _Workers(max_threads, "ws4py-wsgiref")
         super().__init__(*args, **kwargs)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        listener = self.socket
+        if isinstance(listener, ssl.SSLSocket):
+            # SSLSocket.accept() would run the TLS handshake here, blocking the
+            # accept loop on a silent peer: accept plain, handshake in the reader.
+            sock, address = socket.socket.accept(listener)
+            return listener.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
+        return super().get_request()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        handler_class: Any = self.RequestHandlerClass
+        if not (isinstance(handler_class, type) and issubclass(handler_class, WebSocketWSGIRequestHandler)):
+            super().process_request(request, client_address)
+            return
+        reader = self._head_reader
+        if reader is None:
+            reader = self._head_reader = HeadReader(
+                self._head_ready, timeout=self.head_timeout, max_size=self.max_head_size
+            )
+        reader.add(request, client_address)
+
+    def _head_ready(self, sock: socket.socket, address: Any, head: bytes) -> None:
+        with self._detached_lock:
+            self._heads[id(sock)] = head
+        self._workers.submit(self.process_request_thread, sock, address)
+
+    def take_head(self, sock: socket.socket) -> bytes:
+        """The bytes the head reader read from ``sock`` (once; then ``b""``)."""
+        with self._detached_lock:
+            return self._heads.pop(id(sock), b"")
 
     def mark_detached(self, sock: socket.socket) -> None:
         with self._detached_lock:
@@ -112,6 +474,7 @@ class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
 
     def shutdown_request(self, request: Any) -> None:
         with self._detached_lock:
+            self._heads.pop(id(request), None)
             if id(request) in self._detached:
                 self._detached.discard(id(request))
                 return
@@ -120,6 +483,10 @@ class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
     def server_close(self) -> None:
         """Close every WebSocket with 1001 (waiting for the closing handshakes), then the socket."""
         self.manager.stop()
+        reader, self._head_reader = self._head_reader, None
+        if reader is not None:
+            reader.close()
+        self._workers.stop()
         super().server_close()
 
     def run(self, signals: Iterable[int] = DEFAULT_SIGNALS) -> None:
@@ -139,8 +506,12 @@ def make_server(
     server_class: type[WSGIServer] = WSGIServer,
     handler_class: type[WebSocketWSGIRequestHandler] = WebSocketWSGIRequestHandler,
     manager: Manager | None = None,
+    **options: Any,
 ) -> WSGIServer:
-    """Create a threaded WebSocket-capable ``wsgiref`` server (port 0 picks a free port)."""
-    server = server_class((host, port), handler_class, manager=manager)
+    """Create a WebSocket-capable ``wsgiref`` server (port 0 picks a free port).
+
+    ``options`` go to ``server_class``: ``head_timeout``, ``max_head_size``, ``max_threads``.
+    """
+    server = server_class((host, port), handler_class, manager=manager, **options)
     server.set_app(app)
     return server
