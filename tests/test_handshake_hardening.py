@@ -486,14 +486,6 @@ def test_server_refuses_an_upgrade_with_a_body(server: RunningServer) -> None:
     assert answer(server, chunked)[0] == 400
 
 
-def _needs_raw_headers(request: pytest.FixtureRequest, server: RunningServer) -> None:
-    # cheroot keeps the last (or the continued) value of a field: only the raw head tells.
-    if server.name == "cherrypy":
-        request.applymarker(
-            pytest.mark.xfail(strict=False, reason="needs Handover.raw_headers from the cheroot adapter")
-        )
-
-
 @pytest.mark.parametrize(
     ("fields", "what"),
     [
@@ -502,18 +494,14 @@ def _needs_raw_headers(request: pytest.FixtureRequest, server: RunningServer) ->
     ],
     ids=["origin", "host"],
 )
-def test_server_refuses_duplicate_fields(
-    request: pytest.FixtureRequest, server: RunningServer, fields: tuple[str, ...], what: bytes
-) -> None:
-    _needs_raw_headers(request, server)
+def test_server_refuses_duplicate_fields(server: RunningServer, fields: tuple[str, ...], what: bytes) -> None:
     local = f"{server.host}:{server.port}"
     status, body = answer(server, upgrade_head(local, *(field.format(local=local) for field in fields)))
     assert status == 400, (status, body)
     assert what in body
 
 
-def test_server_refuses_a_folded_origin(request: pytest.FixtureRequest, server: RunningServer) -> None:
-    _needs_raw_headers(request, server)
+def test_server_refuses_a_folded_origin(server: RunningServer) -> None:
     local = f"{server.host}:{server.port}"
     status, body = answer(server, upgrade_head(local, "Origin: http://evil.example", f" http://{local}"))
     # 400 from the middleware, or from a server that refuses obsolete line folding itself.

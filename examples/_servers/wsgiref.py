@@ -20,7 +20,6 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
         # websockets.sync) writes its first request can make that write fail.
         context.num_tickets = 0
         server.socket = context.wrap_socket(server.socket, server_side=True)
-        server.base_environ["wsgi.url_scheme"] = "https"
     if ready is not None:
         ready(server.server_address[:2])
     # Until SIGTERM or Ctrl-C; then every WebSocket gets 1001.

@@ -154,6 +154,10 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
         if not self.parse_request():
             return
         environ = self.get_environ()
+        if isinstance(self.connection, ssl.SSLSocket):
+            # wsgiref's handler derives wsgi.url_scheme from HTTPS; the
+            # same-origin check needs the scheme the client really used.
+            environ["HTTPS"] = "on"
         manager = self.server.manager if isinstance(self.server, WSGIServer) else None
         environ[HANDOVER_KEY] = _Handover(self, manager, self.raw_headers())
         handler = _ServerHandler(

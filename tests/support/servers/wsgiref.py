@@ -17,10 +17,8 @@ from . import RunningServer, TLSFiles
 def serve(app: Any, tls: TLSFiles | None = None, manager: Manager | None = None) -> Iterator[RunningServer]:
     server = make_server("127.0.0.1", 0, app, manager=manager)
     if tls is not None:
+        # Nothing else: the adapter tells the application the scheme is https.
         server.socket = tls.server_context().wrap_socket(server.socket, server_side=True)
-        server.base_environ["wsgi.url_scheme"] = "https"
-        # wsgiref's handler sets wsgi.url_scheme from HTTPS, over the line above.
-        server.base_environ["HTTPS"] = "on"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     stopped = False
