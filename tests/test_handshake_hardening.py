@@ -8,6 +8,7 @@ import contextlib
 import re
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from webtest import TestApp
 
 from tests.support.hardening import frame_bytes, hardening_server
+from tests.support.process import echo_example
 from tests.support.servers import RunningServer, available
 from ws4py_integrations import Accept, Reject, WebSocket, WebSocketMiddleware, WebSocketOptions, negotiate
 from ws4py_integrations.adapter import HANDOVER_KEY
@@ -506,3 +508,20 @@ def test_server_refuses_a_folded_origin(server: RunningServer) -> None:
     status, body = answer(server, upgrade_head(local, "Origin: http://evil.example", f" http://{local}"))
     # 400 from the middleware, or from a server that refuses obsolete line folding itself.
     assert status == 400, (status, body)
+
+
+@pytest.mark.parametrize("server_name", ["wsgiref"])
+def test_the_examples_take_allowed_hosts(server_name: str, tmp_path: Path) -> None:
+    """``--allowed-host`` lets a real host name in; other names stay out (DNS rebinding)."""
+    with echo_example(server_name, log_path=tmp_path / "echo.log", args=["--allowed-host", "chat.test"]) as proc:
+        port = proc.port
+
+        def status(host: str) -> int:
+            head = upgrade_head(f"{host}:{port}", f"Origin: http://{host}:{port}")
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(head.replace(b"GET /echo ", b"GET /ws "))
+                return int(sock.recv(4096).split(b" ", 2)[1])
+
+        assert status("chat.test") == 101
+        assert status("evil.example") == 403
+        assert status("127.0.0.1") == 101

@@ -8,6 +8,7 @@ called with the bound ``(host, port)`` once the server accepts connections.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import signal
 import threading
@@ -30,6 +31,26 @@ def run(
     except ImportError as exc:
         raise SystemExit(f"the {server} server is not available: {exc}") from exc
     module.run(app, host, port, tls=tls, ready=ready)
+
+
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def add_allowed_host_option(parser: argparse.ArgumentParser) -> None:
+    """``--allowed-host NAME``: host names the WebSocket endpoints answer to."""
+    parser.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name clients use to reach this server (repeatable); without it only "
+        "loopback names and IP addresses are trusted in the Host header (DNS rebinding)",
+    )
+
+
+def allowed_hosts(names: list[str]) -> list[str] | None:
+    """The ``allowed_hosts`` option for ``--allowed-host`` names (loopback stays allowed)."""
+    return [*LOOPBACK_HOSTS, *names] if names else None
 
 
 def wait_for_stop_signal() -> None:

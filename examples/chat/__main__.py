@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from examples._servers import SERVERS, run
+from examples._servers import SERVERS, add_allowed_host_option, allowed_hosts, run
 from examples.chat import make_app
 from ws4py_integrations import Manager
 
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         "--redis", metavar="URL", help="share rooms with other chat processes through Redis (redis://...)"
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
+    add_allowed_host_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"chat example on {args.server}: open {url} in a browser (Ctrl+C stops it)", flush=True)
 
     manager = make_manager(args)
-    app = make_app(history=args.history, manager=manager)
+    app = make_app(history=args.history, manager=manager, allowed_hosts=allowed_hosts(args.allowed_host))
     try:
         run(args.server, app, args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from examples._servers import SERVERS, run
+from examples._servers import SERVERS, add_allowed_host_option, allowed_hosts, run
 from examples.echo import make_app
 
 
@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve wss with this certificate and key")
     parser.add_argument("--log-level", default="WARNING")
+    add_allowed_host_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -26,7 +27,8 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
 
-    run(args.server, make_app(), args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
+    app = make_app(allowed_hosts=allowed_hosts(args.allowed_host))
+    run(args.server, app, args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
 
 
 if __name__ == "__main__":

@@ -240,11 +240,17 @@ def app_server(
 
 
 def echo_example(
-    server: str, *, tls: tuple[str, str] | None = None, log_path: Path | None = None, log_level: str = "INFO"
+    server: str,
+    *,
+    tls: tuple[str, str] | None = None,
+    log_path: Path | None = None,
+    log_level: str = "INFO",
+    args: Sequence[str] = (),
 ) -> ServerProcess:
     """``python -m examples.echo --server SERVER`` on port 0, exactly as users start it
-    (``tls``: a ``(certfile, keyfile)`` pair for wss)."""
+    (``tls``: a ``(certfile, keyfile)`` pair for wss; ``args``: more options)."""
     command = [sys.executable, "-m", "examples.echo", "--server", server, "--port", "0", "--log-level", log_level]
+    command += args
     if tls is not None:
         command += ["--tls", *tls]
     ready = rf"echo example on {server}.*://[^/\s]+:(?P<port>\d+)"
