@@ -196,6 +196,7 @@ class Connection:
         "_gather",
         "_handled",
         "_head_tried",
+        "_held",
         "_keepalive_timer",
         "_out",
         "_ping_payload",
@@ -273,6 +274,9 @@ class Connection:
         # queue), so counting needs no lock; only a pause or resume takes it.
         self._received = self._handled = 0
         self.reading_paused = False
+        # Bytes read but not parsed yet: a read that brings more messages than
+        # max_queue leaves the rest here until reading resumes.
+        self._held = b""
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
         self._keepalive_timer: TimerHandle | None = None
@@ -303,6 +307,9 @@ class Connection:
             with self.lock:
                 if self.finalized or self.reading_paused:
                     return not self.finalized
+                if self._held:
+                    self._process(b"", eof=False)
+                    continue
                 view = self.backend.recv_buffer
                 try:
                     data = bytes(view[: self.sock.recv_into(view)])
@@ -320,15 +327,24 @@ class Connection:
 
     def feed(self, data: bytes) -> None:
         """Process bytes from the peer (``b""`` means end of stream)."""
+        self._process(data, eof=not data)
+
+    def _process(self, data: bytes, eof: bool) -> None:
         with self.lock:
             if self.finalized:
                 return
             protocol = self.protocol
             was_open = protocol.close_sent is None
+            self.bytes_in += len(data)
+            if self._held:
+                data, self._held = self._held + data, b""
             if data:
-                self.bytes_in += len(data)
-                protocol.receive_data(data)
-            else:
+                limit = self.options.max_queue
+                # At most what max_queue still has room for (at least one, so a
+                # message always makes progress); the rest waits, unparsed.
+                budget = None if limit is None or eof else max(limit - (self._received - self._handled), 1)
+                self._held = bytes(protocol.receive_some(data, budget))
+            if eof:
                 protocol.receive_eof()
             inbox = protocol.inbox
             if inbox:
@@ -336,7 +352,7 @@ class Connection:
             writes = protocol.data_to_send()
             closing_now = was_open and protocol.close_sent is not None
             if self.options.read_timeout is not None:
-                self._arm_read_timer(protocol.reader.mid_frame and data != b"")  # type: ignore[attr-defined]
+                self._arm_read_timer(protocol.reader.mid_frame and not eof)  # type: ignore[attr-defined]
         for event in inbox:
             if isinstance(event, Message):
                 self.messages_in += 1

@@ -140,6 +140,12 @@ class MessageProtocol(ServerProtocol):
     fast_path = True
 
     def receive_data(self, data: bytes | bytearray) -> None:
+        self.receive_some(data, None)
+
+    def receive_some(self, data: bytes | bytearray, max_messages: int | None) -> bytes | bytearray:
+        """:meth:`receive_data`, stopping once ``max_messages`` messages wait in
+        :attr:`inbox`; returns the bytes not processed yet (give them back first
+        next time). Only the fast path stops early: the parser takes all it gets."""
         reader = self.reader
         if (
             self.fast_path
@@ -151,14 +157,15 @@ class MessageProtocol(ServerProtocol):
             and not self.debug
             and fragmented_size(self) is None
         ):
-            data = self._parse_fast(data)
-            if not data:
-                return
+            data = self._parse_fast(data, max_messages)
+            if not data or (max_messages is not None and len(self.inbox) >= max_messages):
+                return data
         super().receive_data(data)
         if reader.mid_frame and self.state is State.OPEN and reader.waiting_for_payload():  # type: ignore[attr-defined]
             self._validate_partial_text()
+        return b""
 
-    def _parse_fast(self, data: bytes | bytearray) -> bytes | bytearray:
+    def _parse_fast(self, data: bytes | bytearray, max_messages: int | None = None) -> bytes | bytearray:
         """Turn the complete, unfragmented, uncompressed text and binary frames at
         the start of ``data`` into messages; return the rest for websockets' parser.
 
@@ -172,7 +179,8 @@ class MessageProtocol(ServerProtocol):
         in ``tests/unit/test_fast_path.py`` and the Autobahn runs.
         """
         pos, size, limit, inbox = 0, len(data), self.size_limit, self.inbox
-        while size - pos >= 6:
+        room = size if max_messages is None else max_messages - len(inbox)
+        while size - pos >= 6 and room > 0:
             first, second = data[pos], data[pos + 1]
             if (first != 0x81 and first != 0x82) or second < 0x80:
                 break
@@ -196,6 +204,7 @@ class MessageProtocol(ServerProtocol):
             else:
                 inbox.append(Message(payload))
             pos = end
+            room -= 1
         return data[pos:] if pos else data
 
     def _validate_partial_text(self) -> None:

@@ -609,9 +609,9 @@ def test_reading_pauses_at_max_queue_and_resumes_at_a_quarter(pair: Any, backend
     server, _ = pair
     conn = make_connection(server, backend, max_queue=8, **NO_TIMERS)
     conn.start(b"".join(client_frame(OP_TEXT, b"m%d" % i) for i in range(10)))
-    # The 8th unhandled message paused reading; the rest of the bytes already in hand still parse.
+    # 8 unhandled messages paused reading; the other 2 frames wait unparsed.
     assert backend.reading == [(conn, True)]
-    assert conn.reading_paused
+    assert conn.reading_paused and conn.messages_in == 8
     assert conn.read() is True  # paused: reads nothing, still open
     _, opened, args = backend.scheduled.pop(0)
     opened(*args)
@@ -620,9 +620,13 @@ def test_reading_pauses_at_max_queue_and_resumes_at_a_quarter(pair: Any, backend
         _, func, args = backend.scheduled.pop(0)
         func(*args)
         handled += 1
-    # 10 pending; resumed once 2 (= 8 // 4) were left.
-    assert handled == 8 and not conn.reading_paused
+    # Resumed once 2 (= 8 // 4) were left; the held frames come next.
+    assert handled == 6 and not conn.reading_paused
     assert backend.reading == [(conn, True), (conn, False)]
+    assert conn.read() is True
+    assert conn.messages_in == 10
+    backend.run_scheduled()
+    assert [event[1] for event in handler(conn).events[1:]] == [f"m{i}" for i in range(10)]
 
 
 def test_pongs_count_toward_the_send_buffer(pair: Any, backend: FakeBackend) -> None:

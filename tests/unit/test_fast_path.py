@@ -139,8 +139,8 @@ def test_the_fast_path_takes_the_common_case() -> None:
     parsed = []
     original = proto._parse_fast
 
-    def spy(data: bytes | bytearray) -> bytes | bytearray:
-        rest = original(data)
+    def spy(data: bytes | bytearray, max_messages: int | None = None) -> bytes | bytearray:
+        rest = original(data, max_messages)
         parsed.append(len(data) - len(rest))
         return rest
 
@@ -149,3 +149,55 @@ def test_the_fast_path_takes_the_common_case() -> None:
     assert proto.inbox == [Message("hello")] * 3
     assert parsed == [len(frame) * 3]
     assert proto.data_to_send() == []
+
+
+def test_the_fast_path_stops_at_a_message_budget() -> None:
+    proto = protocol(True)
+    mask = b"\x01\x02\x03\x04"
+    frame = bytes((0x82, 0x80 | 2)) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(b"ab"))
+    rest = proto.receive_some(frame * 5, 2)
+    assert proto.inbox == [Message(b"ab")] * 2
+    assert rest == frame * 3  # given back unparsed; the parser has seen none of it
+    proto.inbox = []
+    assert proto.receive_some(rest, None) == b""
+    assert proto.inbox == [Message(b"ab")] * 3
+
+
+def feed_budgeted(data: bytes, cuts: list[int], budget: int) -> None:
+    """As Connection does under backpressure: at most ``budget`` messages per call,
+    the rest given back first next time. The outcome must equal the parser's."""
+    fast, slow = protocol(True), protocol(False)
+    fast_seen: list[Any] = []
+    slow_seen: list[Any] = []
+    held: bytes | bytearray = b""
+    start = 0
+    for cut in [*cuts, len(data)]:
+        piece, start = data[start:cut], max(start, cut)
+        with contextlib.suppress(EOFError):
+            slow.receive_data(piece)
+        held = bytes(held) + piece
+        for _ in range(len(held) + 1):  # each call takes a message or ends the loop
+            with contextlib.suppress(EOFError):
+                held = fast.receive_some(held, budget)
+            fast_seen.append(observe(fast))
+            if not held:
+                break
+        slow_seen.append(observe(slow))
+    fast.receive_eof()
+    slow.receive_eof()
+    fast_seen.append(observe(fast))
+    slow_seen.append(observe(slow))
+
+    def total(seen: list[Any]) -> tuple[Any, ...]:
+        messages = [m for step in seen for m in step[0]]
+        sent = [b for step in seen for b in step[1]]
+        return messages, sent, seen[-1][2:]
+
+    assert total(fast_seen) == total(slow_seen)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(streams(), st.integers(min_value=1, max_value=3))
+def test_a_message_budget_changes_nothing_but_timing(stream: tuple[bytes, list[int]], budget: int) -> None:
+    data, cuts = stream
+    feed_budgeted(data, cuts, budget)

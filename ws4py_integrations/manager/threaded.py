@@ -366,7 +366,9 @@ class ThreadedManager(Manager):
         def update() -> None:
             with conn.lock:
                 self._set_interest(conn)
-            if not conn.reading_paused and conn.is_tls:
+            if not conn.reading_paused:
+                # Bytes held back while paused, or inside TLS, will not make
+                # the socket readable: take them now.
                 conn.read()
 
         self._call_soon(update)
