@@ -40,7 +40,7 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 
 
 class Handover(abc.ABC):
-    """One request's connection, as a server adapter offers it to the middleware.
+    r"""One request's connection, as a server adapter offers it to the middleware.
 
     ``manager`` is the manager that should run the connection (``None``: the
     application's own or the process default); :attr:`websocket` is set once

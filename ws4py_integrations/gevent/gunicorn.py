@@ -9,7 +9,8 @@ Graceful shutdown (SIGTERM, or the arbiter stopping or replacing the worker):
 every WebSocket is closed with 1001 at once, new upgrades are refused with
 1001, and the worker exits when the closing handshakes are done (each within
 its ``close_timeout``; gunicorn's ``graceful_timeout`` still bounds the
-whole). A WebSocket holds one of the ``worker_connections`` while open.
+whole). A plain WebSocket holds none of the ``worker_connections`` (one over
+TLS, served by gunicorn itself).
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ class GunicornWorker(GeventPyWSGIWorker):  # type: ignore[misc]
         super().patch()
         self.ws4py_manager = GeventManager(handlers="greenlets", name=f"ws4py-gunicorn-{self.pid}")
         self.server_class = functools.partial(_GunicornServer, manager=self.ws4py_manager)
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            # WebSockets hold no request greenlet that gunicorn would wait
+            # for: wait here until every one has had its 1001.
+            manager = self.ws4py_manager
+            if manager is not None:
+                manager.stop()
+                manager.wait_closed(self.cfg.graceful_timeout)
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         # SIGTERM: graceful stop. Close the WebSockets now rather than after

@@ -3,16 +3,18 @@
 pywsgi ends every request by reading once more from the socket and closing
 it, and its ``StreamServer`` closes the socket when the handler returns. The
 handler therefore detaches the socket from pywsgi (no final read, no close,
-no response written) and keeps its request greenlet parked until the
-manager has closed the WebSocket: a WebSocket holds its slot in the server's
-pool (gunicorn's ``worker_connections``) for its whole life, as with
-gevent-websocket.
+no response written) and hands the manager a socket object of its own on the
+same descriptor, leaving pywsgi's empty: the request greenlet ends at the
+upgrade, and an open WebSocket holds no slot of the server's pool (gunicorn's
+``worker_connections``). A TLS socket cannot move to another object: its
+request greenlet stays parked until the manager has closed the WebSocket.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -24,6 +26,7 @@ from ..manager import Manager
 
 try:
     import gevent
+    import gevent.ssl
     from gevent import pywsgi
 except ImportError as exc:
     raise missing_extra("ws4py_integrations.gevent", "gevent", exc) from exc
@@ -81,7 +84,15 @@ class _Handover(Handover):
         buffered = take_buffered(rfile, sock)
         # Drops the reader's reference to the socket (it does not close it).
         rfile.close()
-        return sock, buffered
+        if isinstance(sock, (ssl.SSLSocket, gevent.ssl.SSLSocket)):
+            # TLS state cannot move to another socket object: the request
+            # greenlet stays parked until the WebSocket is done (see _park).
+            return sock, buffered
+        # A socket object of our own on the same descriptor, pywsgi's left
+        # empty: its close() then closes nothing, and the request greenlet
+        # (and its pool slot) ends now instead of living as long as the WebSocket.
+        handler.ws_parked = False
+        return type(sock)(sock.family, sock.type, sock.proto, fileno=sock.detach()), buffered
 
 
 class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
@@ -94,6 +105,8 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
     """
 
     ws_detached = False
+    # Whether the request greenlet must wait for the WebSocket (TLS sockets).
+    ws_parked = True
     _ws_handover: _Handover | None = None
     _ws_raw_lines: list[bytes] | None = None
 
@@ -129,7 +142,7 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         try:
             super().handle()
         finally:
-            if self.ws_detached:
+            if self.ws_detached and self.ws_parked:
                 self._park()
 
     def _park(self) -> None:

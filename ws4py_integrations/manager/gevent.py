@@ -1,10 +1,12 @@
 """The greenlet backend: a :class:`~ws4py_integrations.Manager` on a gevent hub.
 
 Readiness, timers and closing run on the hub of the thread that starts the
-manager (the server's). Per connection, a reader greenlet waits on an io
-watcher and calls :meth:`Connection.read`; a writer greenlet exists only
-while bytes wait for the socket. Sockets stay non-blocking: the engine never
-switches greenlets while it holds ``Connection.lock``.
+manager (the server's). Per connection, libev io watchers call
+:meth:`Connection.read` and, while bytes wait for the socket,
+:meth:`Connection.on_writable` from the hub itself: an idle connection has no
+greenlet, and reading costs no switch. Sockets stay non-blocking and the
+engine never waits while it holds ``Connection.lock``, so nothing in those
+callbacks can block the hub.
 
 User callbacks (``opened``, ``received_message``...) run one at a time per
 connection and in order, as on :class:`~ws4py_integrations.ThreadedManager`:
@@ -17,8 +19,9 @@ connection and in order, as on :class:`~ws4py_integrations.ThreadedManager`:
 - ``handlers="threads"``: on a pool of OS threads (at most ``max_workers``),
   so a handler that blocks delays only its own connection. Only for a process
   whose ``threading`` module is not patched.
-- ``handlers="auto"`` (default): greenlets when the ``socket`` module is
-  monkey-patched, threads otherwise; the choice is logged once.
+- ``handlers="auto"`` (default): greenlets when the ``socket`` or ``threading``
+  module is monkey-patched, threads otherwise; the choice of threads is logged
+  once (at INFO).
 
 ``send``, ``broadcast``, ``close`` work from any greenlet or OS thread: work
 for the hub from another thread goes through ``loop.run_callback_threadsafe``.
@@ -26,11 +29,10 @@ for the hub from another thread goes through ``loop.run_callback_threadsafe``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -77,10 +79,6 @@ def _log_once(key: str, level: int, message: str, *args: Any) -> None:
     logger.log(level, message, *args)
 
 
-class _Cancelled(Exception):
-    """Thrown into a reader or writer greenlet when its connection is closed."""
-
-
 class _HubTimer:
     """A :class:`~ws4py_integrations.connection.TimerHandle` on the hub."""
 
@@ -105,13 +103,11 @@ class _HubTimer:
 class _Watch:
     """Hub-side state of one connection (touched on the hub thread only, but ``released``)."""
 
-    __slots__ = ("read_watcher", "reader", "released", "released_event", "resumed", "write_watcher", "writer")
+    __slots__ = ("read_watcher", "released", "released_event", "write_watcher")
 
     def __init__(self) -> None:
-        self.reader: gevent.Greenlet[Any, Any] | None = None
-        # Set while the reader waits for reading to resume (backpressure).
-        self.resumed: gevent.event.Event | None = None
-        self.writer: gevent.Greenlet[Any, Any] | None = None
+        # libev io watchers whose callbacks run in the hub itself: an idle
+        # connection costs no greenlet, and a read no switch.
         self.read_watcher: Any = None
         self.write_watcher: Any = None
         # The socket is closed: the server may have the connection back.
@@ -148,7 +144,7 @@ class GeventManager(Manager):
         self._pool: ThreadPoolExecutor | None = None
         self._queue_lock = _RealLock()
         self._watches: dict[Connection, _Watch] = {}
-        self._watches_lock = threading.Lock()
+        self._watches_lock = _RealLock()
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -244,9 +240,9 @@ class GeventManager(Manager):
             conn.is_tls = True
         with self._watches_lock:
             self._watches[conn] = _Watch()
-        # Bytes the server already read go first, before anything the reader reads.
+        # Bytes the server already read go first, before anything the hub reads.
         conn.start(buffered)
-        self._spawn(self._read_loop, conn)
+        self._call_soon(self._start_reading, conn)
 
     def _offload(self, func: Callable[[], bytes]) -> bytes:
         # Compressing a large broadcast would stop the hub, and with it every
@@ -265,88 +261,81 @@ class GeventManager(Manager):
             watch = self._watches.get(conn)
         return None if watch is None or conn.finalized else watch
 
-    @staticmethod
-    @contextlib.contextmanager
-    def _io_greenlet(conn: Connection, role: str) -> Iterator[None]:
-        """Around a reader's or writer's loop: its end when the connection
-        closes is normal, anything else drops the connection."""
-        try:
-            yield
-        except (_Cancelled, gevent.GreenletExit):
-            pass
-        except Exception:
-            logger.exception("%s: %s failed; dropping the connection", conn.id, role)
-            conn.abort()
+    # Readiness callbacks run in the hub greenlet: nothing in them may wait
+    # (the engine does not: sockets are non-blocking, locks are held briefly).
 
-    def _read_loop(self, conn: Connection) -> None:
+    def _start_reading(self, conn: Connection) -> None:
         watch = self._live_watch(conn)
         if watch is None:
             return
-        watch.reader = gevent.getcurrent()
-        watcher = watch.read_watcher = self._loop.io(conn.sock.fileno(), _READ)
+        watch.read_watcher = self._loop.io(conn.sock.fileno(), _READ)
+        # Read first: TLS may already hold decrypted bytes the socket will not signal.
+        self._on_readable(conn)
+
+    def _on_readable(self, conn: Connection) -> None:
         try:
-            with self._io_greenlet(conn, "reader"):
-                # Read first: TLS may already hold decrypted bytes the socket will not signal.
-                while conn.read():
-                    if conn.reading_paused:
-                        # Too many messages wait for their handler: leave the
-                        # socket unread until reading_changed() says otherwise.
-                        resumed = watch.resumed = gevent.event.Event()
-                        if conn.reading_paused:
-                            resumed.wait()
-                        watch.resumed = None
-                        continue
-                    self._hub.wait(watcher)
-        finally:
-            watch.reader = None
+            more = conn.read()
+        except Exception:
+            logger.exception("%s: reading failed; dropping the connection", conn.id)
+            conn.abort()
+            more = False
+        watch = self._watches.get(conn)
+        watcher = watch.read_watcher if watch is not None else None
+        if watcher is None:
+            return
+        if more and not conn.reading_paused:
+            if not watcher.active:
+                watcher.start(self._on_readable, conn)
+        else:
+            # Done, or too many messages wait for their handler: leave the
+            # socket unread until reading_changed() says otherwise.
+            watcher.stop()
 
     def reading_changed(self, conn: Connection) -> None:
-        # The reader notices a pause itself (it is the one reading); a resume
-        # must wake it, on the hub.
+        # A pause is seen by _on_readable, which caused it; a resume must
+        # restart reading, on the hub (bytes may already be held).
         if not conn.reading_paused:
-            self._call_soon(self._resume_reader, conn)
-
-    def _resume_reader(self, conn: Connection) -> None:
-        with self._watches_lock:
-            watch = self._watches.get(conn)
-        if watch is not None and watch.resumed is not None:
-            watch.resumed.set()
+            self._call_soon(self._on_readable, conn)
 
     def _watch_writable(self, conn: Connection) -> None:
         # Called with conn.lock held, from any thread.
-        self._spawn(self._write_loop, conn)
+        self._call_soon(self._start_writing, conn)
 
-    def _write_loop(self, conn: Connection) -> None:
+    def _start_writing(self, conn: Connection) -> None:
         watch = self._live_watch(conn)
         if watch is None:
             return
-        watch.writer = gevent.getcurrent()
         if watch.write_watcher is None:
             watch.write_watcher = self._loop.io(conn.sock.fileno(), _WRITE)
-        watcher = watch.write_watcher
+        if not watch.write_watcher.active:
+            watch.write_watcher.start(self._on_writable, conn)
+
+    def _on_writable(self, conn: Connection) -> None:
         try:
-            with self._io_greenlet(conn, "writer"):
-                while True:
-                    self._hub.wait(watcher)
-                    with conn.lock:
-                        if not self._flush_writable(conn):
-                            return
-        finally:
-            watch.writer = None
+            with conn.lock:
+                keep = self._flush_writable(conn)
+        except Exception:
+            logger.exception("%s: writing failed; dropping the connection", conn.id)
+            conn.abort()
+            keep = False
+        watch = self._watches.get(conn)
+        if not keep and watch is not None and watch.write_watcher is not None:
+            watch.write_watcher.stop()
 
     def _unwatch(self, conn: Connection) -> None:
         # From any thread, possibly deep inside the engine: close later, on the hub.
         self._call_soon(self._close, conn)
 
     def _close(self, conn: Connection) -> None:
-        # In the hub greenlet. Stop the greenlets waiting on this fd before closing it.
+        # In the hub greenlet: stop watching this fd before closing it.
         with self._watches_lock:
             watch = self._watches.pop(conn, None)
-        if watch is None:
-            self._close_socket(conn, None)
-            return
-        watchers = [w for w in (watch.read_watcher, watch.write_watcher) if w is not None]
-        self._hub.cancel_waits_close_and_then(watchers, _Cancelled, self._close_socket, conn, watch)
+        if watch is not None:
+            for watcher in (watch.read_watcher, watch.write_watcher):
+                if watcher is not None:
+                    watcher.stop()
+                    watcher.close()
+        self._close_socket(conn, watch)
 
     def _close_socket(self, conn: Connection, watch: _Watch | None) -> None:
         try:
