@@ -31,6 +31,9 @@ def _expect_1001(ws_a: object, ws_b: wsclient.WebSocket) -> None:
     opcode, frame = ws_b.recv_data_frame(True)
     assert opcode == wsclient.ABNF.OPCODE_CLOSE
     assert int.from_bytes(frame.data[:2], "big") == 1001
+    # websocket-client answered the Close; it leaves the TCP close to us, and
+    # the server would wait its close_timeout for it.
+    ws_b.shutdown()
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
