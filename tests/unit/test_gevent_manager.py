@@ -125,3 +125,111 @@ def test_handler_mode_choice(monkeypatch: Any, caplog: Any) -> None:
     assert GeventManager()._resolve_mode() == "greenlets"
     with pytest.raises(ValueError, match="needs real threads"):
         GeventManager(handlers="threads")._resolve_mode()
+
+
+# -- what runs from other threads, failures, large broadcasts, backpressure --------------------
+
+
+def test_large_compressed_broadcast_is_compressed_off_the_hub(manager: GeventManager) -> None:
+    deflate = {"HTTP_SEC_WEBSOCKET_EXTENSIONS": "permessage-deflate"}
+    peers = []
+    for _ in range(2):
+        server, client = socket.socketpair()
+        conn = Connection(server, accept(**deflate), OPTIONS, ENVIRON, manager, Echo)
+        manager.run(conn)
+        peer = gevent.socket.socket(fileno=client.detach())
+        peer.settimeout(TIMEOUT)
+        peers.append(peer)
+    applied: list[Any] = []
+    original = manager._offload
+
+    def offload(func: Any) -> bytes:
+        applied.append(func)
+        return original(func)
+
+    manager._offload = offload  # type: ignore[method-assign]
+    payload = b"z" * (256 * 1024)
+    assert manager.broadcast(payload) == 2
+    assert len(applied) == 1  # one compression, shared by both receivers
+    heads = []
+    for peer in peers:
+        head = b""
+        while len(head) < 4:
+            head += peer.recv(4 - len(head))
+        heads.append(head)
+    # Both got the same compressed frame: FIN + RSV1 + binary, 16-bit length.
+    assert heads[0] == heads[1] and heads[0][0] == 0xC2 and heads[0][1] == 126
+
+
+def test_reading_pauses_and_resumes_on_the_hub(manager: GeventManager) -> None:
+    options = WebSocketOptions(ping_interval=None, read_timeout=None, close_timeout=2.0, max_queue=4)
+    release = gevent.event.Event()
+
+    class Slow(WebSocket):
+        def received_message(self, message: Message) -> None:
+            if manager.handlers == "greenlets":
+                release.wait(TIMEOUT)
+            else:
+                gevent.get_hub().loop.run_callback_threadsafe(lambda: None)
+            self.send(message.data)
+
+    server, client = socket.socketpair()
+    conn = Connection(server, accept(), options, ENVIRON, manager, Slow)
+    manager.run(conn)
+    peer = gevent.socket.socket(fileno=client.detach())
+    peer.settimeout(TIMEOUT)
+    peer.sendall(b"".join(client_frame(OP_TEXT, b"%d" % i) for i in range(20)))
+    if manager.handlers == "greenlets":
+        with gevent.Timeout(TIMEOUT):
+            while not conn.reading_paused:
+                gevent.sleep(0.01)
+        assert conn.messages_in == 4  # the rest waits unparsed, not in memory as messages
+        release.set()
+    expect(peer, b"".join(server_frame(OP_TEXT, b"%d" % i) for i in range(20)))
+    assert conn.messages_in == 20
+
+
+class _BrokenReads(Connection):
+    def read(self) -> bool:
+        if self.messages_out:  # after the first echo
+            raise RuntimeError("boom")
+        return super().read()
+
+
+def test_a_failing_read_drops_only_that_connection(manager: GeventManager, caplog: Any) -> None:
+    server, client = socket.socketpair()
+    conn = _BrokenReads(server, accept(), OPTIONS, ENVIRON, manager, Echo)
+    manager.run(conn)
+    peer = gevent.socket.socket(fileno=client.detach())
+    peer.settimeout(TIMEOUT)
+    peer.sendall(client_frame(OP_TEXT, b"first"))
+    expect(peer, server_frame(OP_TEXT, b"first"))
+    other, other_peer = connect(manager)
+    with caplog.at_level(logging.ERROR, "ws4py_integrations.gevent"):
+        peer.sendall(client_frame(OP_TEXT, b"x"))
+        with gevent.Timeout(TIMEOUT):
+            while not conn.finalized:
+                gevent.sleep(0.01)
+    assert "reading failed" in caplog.text
+    other_peer.sendall(client_frame(OP_TEXT, b"still"))
+    expect(other_peer, server_frame(OP_TEXT, b"still"))
+
+
+def test_calls_from_another_thread(manager: GeventManager) -> None:
+    import threading
+
+    conn, peer = connect(manager)
+    results: dict[str, Any] = {}
+
+    def elsewhere() -> None:
+        results["sent"] = manager.broadcast("from a thread")
+        results["closed"] = manager.wait_closed(0.05)
+        results["released"] = manager.wait_released(conn.websocket, 0.05)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    expect(peer, server_frame(OP_TEXT, b"from a thread"))
+    with gevent.Timeout(TIMEOUT):
+        while thread.is_alive():
+            gevent.sleep(0.01)
+    assert results == {"sent": 1, "closed": False, "released": False}
