@@ -204,7 +204,7 @@ def test_a_failing_read_drops_only_that_connection(manager: GeventManager, caplo
     peer.settimeout(TIMEOUT)
     peer.sendall(client_frame(OP_TEXT, b"first"))
     expect(peer, server_frame(OP_TEXT, b"first"))
-    other, other_peer = connect(manager)
+    _other, other_peer = connect(manager)
     with caplog.at_level(logging.ERROR, "ws4py_integrations.gevent"):
         peer.sendall(client_frame(OP_TEXT, b"x"))
         with gevent.Timeout(TIMEOUT):
