@@ -4,7 +4,6 @@ middleware (WebTest), and through the three real servers over raw sockets."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from webtest import TestApp
 
-from tests.support.hardening import frame_bytes, hardening_server
+from tests.support.hardening import exchange, frame_bytes, hardening_server
 from tests.support.process import echo_example
 from tests.support.servers import RunningServer, available
 from ws4py_integrations import Accept, Reject, WebSocket, WebSocketMiddleware, WebSocketOptions, negotiate
@@ -417,35 +416,6 @@ def server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
         yield running
 
 
-def answer(server: RunningServer, request: bytes, timeout: float = 10.0) -> tuple[int | None, bytes]:
-    """Send ``request``; the status and the body (``None``: closed without a status line)."""
-    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
-        with contextlib.suppress(OSError):  # the server may answer before reading it all
-            sock.sendall(request)
-        data = b""
-        with contextlib.suppress(ConnectionResetError):
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/"):
-                return None, data
-            status = int(head.split()[1])
-            if status == 101:
-                return status, body
-            match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            length = int(match[1]) if match else 0
-            while len(body) < length:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                body += chunk
-            return status, body
-    return (int(data.split()[1]), b"") if data.startswith(b"HTTP/") else (None, data)
-
-
 def upgrade_head(host: str, *fields: str) -> bytes:
     lines = [
         "GET /echo HTTP/1.1",
@@ -461,31 +431,31 @@ def upgrade_head(host: str, *fields: str) -> bytes:
 
 def test_server_refuses_dns_rebinding(server: RunningServer) -> None:
     rebound = f"evil.example:{server.port}"
-    status, body = answer(server, upgrade_head(rebound, f"Origin: http://{rebound}"))
+    status, body = exchange(server, upgrade_head(rebound, f"Origin: http://{rebound}"))
     assert status == 403, body
     assert b"allowed_hosts" in body
     # The same request with the real (loopback) Host is accepted.
     local = f"{server.host}:{server.port}"
-    assert answer(server, upgrade_head(local, f"Origin: http://{local}"))[0] == 101
+    assert exchange(server, upgrade_head(local, f"Origin: http://{local}"))[0] == 101
 
 
 @pytest.mark.parametrize("name", available())
 def test_server_accepts_a_listed_host(name: str) -> None:
     with hardening_server(name, allowed_hosts=["evil.example"]) as running:
         rebound = f"evil.example:{running.port}"
-        status, _ = answer(running, upgrade_head(rebound, f"Origin: http://{rebound}"))
+        status, _ = exchange(running, upgrade_head(rebound, f"Origin: http://{rebound}"))
         assert status == 101
 
 
 def test_server_refuses_an_upgrade_with_a_body(server: RunningServer) -> None:
     frame = frame_bytes(0x1, b"from-the-body")  # 2 + 4 + 13 bytes: a valid masked text frame
     request = upgrade_head(f"{server.host}:{server.port}", f"Content-Length: {len(frame)}") + frame
-    status, body = answer(server, request)
+    status, body = exchange(server, request)
     assert status == 400, body
     assert b"must not have a body" in body
     assert b"from-the-body" not in body
     chunked = upgrade_head(f"{server.host}:{server.port}", "Transfer-Encoding: chunked") + b"0\r\n\r\n"
-    assert answer(server, chunked)[0] == 400
+    assert exchange(server, chunked)[0] == 400
 
 
 @pytest.mark.parametrize(
@@ -498,14 +468,14 @@ def test_server_refuses_an_upgrade_with_a_body(server: RunningServer) -> None:
 )
 def test_server_refuses_duplicate_fields(server: RunningServer, fields: tuple[str, ...], what: bytes) -> None:
     local = f"{server.host}:{server.port}"
-    status, body = answer(server, upgrade_head(local, *(field.format(local=local) for field in fields)))
+    status, body = exchange(server, upgrade_head(local, *(field.format(local=local) for field in fields)))
     assert status == 400, (status, body)
     assert what in body
 
 
 def test_server_refuses_a_folded_origin(server: RunningServer) -> None:
     local = f"{server.host}:{server.port}"
-    status, body = answer(server, upgrade_head(local, "Origin: http://evil.example", f" http://{local}"))
+    status, body = exchange(server, upgrade_head(local, "Origin: http://evil.example", f" http://{local}"))
     # 400 from the middleware, or from a server that refuses obsolete line folding itself.
     assert status == 400, (status, body)
 

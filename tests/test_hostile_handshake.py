@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
 import re
-import socket
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -16,7 +14,7 @@ from hypothesis import strategies as st
 from websockets.headers import parse_extension
 from websockets.utils import accept_key
 
-from tests.support.hardening import LogWatcher, assert_serving, hardening_server
+from tests.support.hardening import LogWatcher, assert_serving, exchange, hardening_server
 from tests.support.servers import RunningServer, available
 from ws4py_integrations import Accept, HandshakeRejected, Reject, WebSocketOptions, negotiate
 
@@ -264,36 +262,6 @@ def test_malformed_origin_or_host_is_refused_without_an_error_log(origin: str, h
 def hserver(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
     with hardening_server(request.param) as running:
         yield running
-
-
-def exchange(server: RunningServer, request: bytes, timeout: float = 10.0) -> tuple[int | None, bytes]:
-    """Send ``request``; the status and body of the answer (``None``: closed with no answer)."""
-    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
-        with contextlib.suppress(OSError):  # the server may refuse before reading everything
-            sock.sendall(request)
-        data = b""
-        try:
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            head, _, body = data.partition(b"\r\n\r\n")
-            if not head.startswith(b"HTTP/"):
-                # Nothing, or an HTTP/0.9-style error body with no status line (http.server
-                # answers a request line it cannot parse like that).
-                return None, data
-            status = int(head.split(b"\r\n", 1)[0].split()[1])
-            match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
-            length = int(match[1]) if match else 0
-            while status != 101 and len(body) < length:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                body += chunk
-        except ConnectionResetError:
-            return (int(data.split()[1]), b"") if data.startswith(b"HTTP/") else (None, data)
-        return status, body
 
 
 def request_bytes(environ: Mapping[str, Any]) -> bytes:

@@ -36,23 +36,27 @@ def _expect_1001(ws_a: object, ws_b: wsclient.WebSocket) -> None:
     ws_b.shutdown()
 
 
+def _both_clients_get_1001(proc: ServerProcess, url: str, signum: int) -> None:
+    """Two clients (websockets', websocket-client) echo once; ``signum`` closes both with 1001."""
+    with connect(url, open_timeout=10) as ws_a:
+        ws_b = wsclient.create_connection(url, timeout=15)
+        try:
+            ws_a.send("before")
+            assert ws_a.recv(timeout=10) == "before"
+            ws_b.send("before")
+            assert ws_b.recv() == "before"
+            proc.signal(signum)
+            _expect_1001(ws_a, ws_b)
+        finally:
+            ws_b.close()
+    assert proc.wait(timeout=20) == 0
+
+
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 @pytest.mark.parametrize("server", SERVERS)
 def test_a_stop_signal_closes_every_websocket_with_1001(server: str, signum: int, tmp_path: Path) -> None:
     with echo_example(server, log_path=tmp_path / "echo.log") as proc:
-        url = f"ws://127.0.0.1:{proc.port}/ws"
-        with connect(url, open_timeout=10) as ws_a:
-            ws_b = wsclient.create_connection(url, timeout=15)
-            try:
-                ws_a.send("before")
-                assert ws_a.recv(timeout=10) == "before"
-                ws_b.send("before")
-                assert ws_b.recv() == "before"
-                proc.signal(signum)
-                _expect_1001(ws_a, ws_b)
-            finally:
-                ws_b.close()
-        assert proc.wait(timeout=20) == 0
+        _both_clients_get_1001(proc, f"ws://127.0.0.1:{proc.port}/ws", signum)
         assert "Traceback" not in proc.log(), proc.log()
 
 
@@ -79,15 +83,5 @@ def test_a_bare_cheroot_server_run_stops_on_sigterm(tmp_path: Path) -> None:
     command = [sys.executable, "-c", _CHEROOT_SERVER]
     ready = r"cheroot on 127\.0\.0\.1:(?P<port>\d+)"
     with ServerProcess(command, ready=ready, log_path=tmp_path / "cheroot.log", name="cheroot run()") as proc:
-        url = f"ws://127.0.0.1:{proc.port}/"
-        with connect(url, open_timeout=10) as ws_a:
-            ws_b = wsclient.create_connection(url, timeout=15)
-            try:
-                ws_a.send("hi")
-                assert ws_a.recv(timeout=10) == "hi"
-                proc.signal(signal.SIGTERM)
-                _expect_1001(ws_a, ws_b)
-            finally:
-                ws_b.close()
-        assert proc.wait(timeout=20) == 0
+        _both_clients_get_1001(proc, f"ws://127.0.0.1:{proc.port}/", signal.SIGTERM)
         assert proc.read_line(timeout=10).strip() == "stopped"

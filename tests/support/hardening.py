@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -104,3 +107,33 @@ def frame_bytes(
         head = bytes([first, 0x80 | 127]) + length.to_bytes(8, "big")
     mask = b"\x5a\xa5\x3c\xc3"
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def exchange(server: RunningServer, request: bytes, timeout: float = 10.0) -> tuple[int | None, bytes]:
+    """Send ``request``; the status and body of the answer (``None``: closed with no answer)."""
+    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
+        with contextlib.suppress(OSError):  # the server may refuse before reading everything
+            sock.sendall(request)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/"):
+                # Nothing, or an HTTP/0.9-style error body with no status line (http.server
+                # answers a request line it cannot parse like that).
+                return None, data
+            status = int(head.split(b"\r\n", 1)[0].split()[1])
+            match = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+            length = int(match[1]) if match else 0
+            while status != 101 and len(body) < length:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                body += chunk
+        except ConnectionResetError:
+            return (int(data.split()[1]), b"") if data.startswith(b"HTTP/") else (None, data)
+        return status, body
