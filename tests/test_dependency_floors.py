@@ -14,23 +14,18 @@ supported version has. Each is skipped where the original can run.
 
 from __future__ import annotations
 
-import re
-import select
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import IO
 
 import pytest
 from packaging.version import Version
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.process import gunicorn_worker
 from tests.support.servers import RunningServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,43 +55,6 @@ def test_peer_that_answers_pings_stays_open(server: RunningServer) -> None:
         assert ws.recv(timeout=10) == "still open"
 
 
-def _read_line(stream: IO[str], deadline: float) -> str:
-    ready, _, _ = select.select([stream], [], [], max(0.1, deadline - time.monotonic()))
-    if not ready:
-        raise TimeoutError("gunicorn printed nothing in time")
-    return stream.readline()
-
-
-@contextmanager
-def _gunicorn() -> Iterator[tuple[subprocess.Popen[str], int]]:
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "-k", "ws4py_integrations.gevent.GunicornWorker",
-        "-b", "127.0.0.1:0", "-w", "1", "--graceful-timeout", "20",
-        "tests.gunicorn_app:app",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    try:
-        port = None
-        booted = False
-        deadline = time.monotonic() + 30
-        while not (port and booted):
-            line = _read_line(proc.stderr, deadline)
-            if not line:
-                raise AssertionError(f"gunicorn exited: {proc.wait(10)}")
-            match = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
-            if match:
-                port = int(match.group(1))
-            booted = booted or "Booting worker" in line
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        proc.stderr.close()
-
-
 def _connect(port: int, path: str) -> ClientConnection:
     # The worker is forked after "Booting worker": retry until it serves.
     deadline = time.monotonic() + 30
@@ -113,7 +71,7 @@ def _connect(port: int, path: str) -> ClientConnection:
     not GUNICORN_WITHOUT_CONTROL_SOCKET_FLAG, reason="gunicorn absent, or >= 25.1: test_gevent checks this"
 )
 def test_gunicorn_worker_echo_broadcast_and_graceful_stop_with_1001() -> None:
-    with _gunicorn() as (proc, port), ExitStack() as stack:
+    with gunicorn_worker() as (proc, port), ExitStack() as stack:
         echo = stack.enter_context(_connect(port, "/echo"))
         echo.send("mode")
         assert echo.recv(timeout=10) == "greenlets patched=True"
@@ -126,7 +84,7 @@ def test_gunicorn_worker_echo_broadcast_and_graceful_stop_with_1001() -> None:
         conns[0].send("hello everyone")
         for ws in conns:
             assert ws.recv(timeout=10) == "hello everyone"
-        proc.send_signal(signal.SIGTERM)
+        proc.signal(signal.SIGTERM)
         for ws in [*conns, echo]:
             with pytest.raises(ConnectionClosed) as info:
                 ws.recv(timeout=10)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import signal
-import ssl
 import subprocess
 import sys
 import threading
@@ -34,7 +33,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests import test_behaviour as behaviour
 from tests.support import app as apps
 from tests.support.client import RawClient
-from tests.support.process import ServerProcess, echo_example
+from tests.support.process import echo_example, gunicorn_worker
 from tests.support.servers import RunningServer, TLSFiles
 from tests.support.servers.gevent import serve
 from ws4py_integrations import Message, WebSocket, WebSocketMiddleware
@@ -343,38 +342,8 @@ def test_echo_example_on_gevent(transport: str, tls_files: TLSFiles, tmp_path: P
 # -- gunicorn -----------------------------------------------------------------------------------
 
 
-@contextmanager
-def gunicorn(*extra: str, context: ssl.SSLContext | None = None) -> Iterator[tuple[ServerProcess, int]]:
-    """A real gunicorn (one GunicornWorker) on a free port, serving tests.support.gunicorn_app:app."""
-    command = [
-        sys.executable, "-m", "gunicorn",
-        "-k", "ws4py_integrations.gevent.GunicornWorker",
-        "-b", "127.0.0.1:0", "-w", "1", "--no-control-socket", "--graceful-timeout", "20",
-        *extra, "tests.support.gunicorn_app:app",
-    ]  # fmt: skip
-    # The worker is forked after "Listening at"; it may need a moment to import and start serving.
-    proc = ServerProcess(
-        command,
-        ready=r"Listening at: https?://127\.0\.0\.1:(?P<port>\d+)",
-        ready_stream="stderr",
-        probe=lambda p: _accepts(p.port, context),
-        name="gunicorn",
-    )
-    with proc:
-        yield proc, proc.port
-
-
-def _accepts(port: int, context: ssl.SSLContext | None) -> bool:
-    scheme = "https" if context is not None else "http"
-    try:
-        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/ping", timeout=2, context=context) as response:
-            return bool(response.read() == b"plain GET /ping")
-    except OSError:
-        return False
-
-
 def test_gunicorn_echo_runs_handlers_on_greenlets() -> None:
-    with gunicorn() as (_, port):
+    with gunicorn_worker() as (_, port):
         running = RunningServer("gunicorn", "127.0.0.1", port, False, None, lambda: None)
         with client(running, "/echo") as sleeper, client(running, "/echo") as other:
             sleeper.send("mode")
@@ -395,7 +364,7 @@ def test_gunicorn_echo_runs_handlers_on_greenlets() -> None:
 
 def test_gunicorn_wss_echo(tls_files: TLSFiles) -> None:
     tls = ("--certfile", tls_files.certfile, "--keyfile", tls_files.keyfile)
-    with gunicorn(*tls, context=tls_files.client_context) as (_, port):
+    with gunicorn_worker(*tls, context=tls_files.client_context) as (_, port):
         running = RunningServer("gunicorn", "127.0.0.1", port, True, None, lambda: None)
         running.extra["client_ssl"] = tls_files.client_context
         with client(running, "/echo") as ws:
@@ -405,7 +374,7 @@ def test_gunicorn_wss_echo(tls_files: TLSFiles) -> None:
 
 
 def test_gunicorn_broadcast_and_graceful_stop_with_1001() -> None:
-    with gunicorn() as (proc, port):
+    with gunicorn_worker() as (proc, port):
         running = RunningServer("gunicorn", "127.0.0.1", port, False, None, lambda: None)
         with ExitStack() as stack:
             conns = [stack.enter_context(client(running, "/broadcast")) for _ in range(4)]

@@ -14,15 +14,21 @@ import queue
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import IO, Literal
 
-__all__ = ["ROOT", "ServerProcess", "app_server", "echo_example", "free_port", "terminate"]
+from packaging.version import Version
+
+__all__ = ["ROOT", "ServerProcess", "app_server", "echo_example", "free_port", "gunicorn_worker", "terminate"]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -255,3 +261,44 @@ def echo_example(
         command += ["--tls", *tls]
     ready = rf"echo example on {server}.*://[^/\s]+:(?P<port>\d+)"
     return ServerProcess(command, ready=ready, log_path=log_path, name=f"echo example on {server}")
+
+
+def _gunicorn_has_control_socket() -> bool:
+    # gunicorn 25.1 added a control socket (one path per user: parallel runs
+    # would fight over it); older releases have no flag to turn it off.
+    try:
+        release = Version(version("gunicorn")).release
+    except PackageNotFoundError:
+        return False
+    return release >= (25, 1)
+
+
+@contextmanager
+def gunicorn_worker(*extra: str, context: ssl.SSLContext | None = None) -> Iterator[tuple[ServerProcess, int]]:
+    """A real gunicorn (one GunicornWorker) on a free port, serving tests.support.gunicorn_app:app."""
+    command = [
+        sys.executable, "-m", "gunicorn",
+        "-k", "ws4py_integrations.gevent.GunicornWorker",
+        "-b", "127.0.0.1:0", "-w", "1", "--graceful-timeout", "20",
+        *(["--no-control-socket"] if _gunicorn_has_control_socket() else []),
+        *extra, "tests.support.gunicorn_app:app",
+    ]  # fmt: skip
+    # The worker is forked after "Listening at"; it may need a moment to import and start serving.
+    proc = ServerProcess(
+        command,
+        ready=r"Listening at: https?://127\.0\.0\.1:(?P<port>\d+)",
+        ready_stream="stderr",
+        probe=lambda p: _accepts(p.port, context),
+        name="gunicorn",
+    )
+    with proc:
+        yield proc, proc.port
+
+
+def _accepts(port: int, context: ssl.SSLContext | None) -> bool:
+    scheme = "https" if context is not None else "http"
+    try:
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/ping", timeout=2, context=context) as response:
+            return bool(response.read() == b"plain GET /ping")
+    except OSError:
+        return False
