@@ -620,3 +620,12 @@ def test_echo_example_on_cherrypy(transport: str, tls_files: TLSFiles, tmp_path:
                 ws.recv(timeout=15)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         assert proc.wait(timeout=20) == 0
+
+
+def test_the_unknown_tool_option_error_lists_every_valid_name() -> None:
+    with pytest.raises(TypeError) as info:
+        WebSocketTool._build(handler_cls=apps.Recording, max_mesage_size=10)
+    message = str(info.value)
+    assert "unknown tools.websocket option(s): max_mesage_size" in message
+    for name in ("handler_cls", "manager", "heartbeat_freq", "max_message_size", "allowed_hosts", "max_queue"):
+        assert name in message
