@@ -1,6 +1,6 @@
 """A broker on Redis pub/sub: rooms that span processes and machines.
 
-Install the ``redis`` extra (``pip install ws4py_integrations[redis]``)::
+Install the ``redis`` extra (``pip install ".[redis]"`` from a checkout)::
 
     from ws4py_integrations import ThreadedManager
     from ws4py_integrations.redis_broker import RedisBroker
