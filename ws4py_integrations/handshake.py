@@ -25,7 +25,7 @@ from websockets.typing import ExtensionHeader
 from websockets.utils import accept_key
 
 from .exceptions import HandshakeRejected
-from .options import WebSocketOptions
+from .options import WebSocketOptions, proxy_networks
 
 __all__ = ["Accept", "Reject", "is_upgrade_request", "negotiate"]
 
@@ -220,6 +220,15 @@ def _same_origin(origin: str, environ: Mapping[str, Any]) -> bool:
     return (origin_host[0], origin_host[1] or default) == (request_host[0], request_host[1] or default)
 
 
+def _proxy_hint(environ: Mapping[str, Any], options: WebSocketOptions) -> str:
+    """A hint for a refusal of a request that came through a proxy no option trusts."""
+    if options.trusted_proxies is None and any(
+        key in environ for key in ("HTTP_FORWARDED", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST")
+    ):
+        return "; it came through a proxy: list the proxy's address in trusted_proxies"
+    return ""
+
+
 def _origin_allowed(origin: str | None, environ: Mapping[str, Any], policy: Any) -> bool:
     if policy is None:
         # Non-browser clients send no Origin; browsers always do (RFC 6454).
@@ -235,6 +244,94 @@ def _origin_allowed(origin: str | None, environ: Mapping[str, Any], policy: Any)
         if isinstance(allowed, re.Pattern) and origin is not None and allowed.fullmatch(origin):
             return True
     return False
+
+
+# RFC 7239 section 4: forwarded-pair = token "=" value, value = token / quoted-string.
+_FORWARDED_PAIR_RE = re.compile(
+    r"""[ \t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+)=([!#$%&'*+.^_`|~0-9A-Za-z-]+|"(?:[^"\\\x00-\x08\x0a-\x1f\x7f]|\\[\t\x20-\x7e\x80-\xff])*")[ \t]*"""
+)
+_FORWARDED_PROTOS = {"http": "http", "https": "https", "ws": "http", "wss": "https"}
+
+
+def _last_forwarded_element(value: str) -> dict[str, str] | None:
+    """The last non-empty element of a ``Forwarded`` value as ``{name: value}``; ``None`` if malformed."""
+    elements: list[dict[str, str]] = [{}]
+    pos = 0
+    while True:
+        match = _FORWARDED_PAIR_RE.match(value, pos)
+        if match is not None:
+            name, raw = match[1].lower(), match[2]
+            if name in elements[-1]:
+                return None  # a parameter must not occur twice in one element
+            elements[-1][name] = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw
+            pos = match.end()
+        else:
+            while pos < len(value) and value[pos] in " \t":
+                pos += 1  # an empty pair or list element
+        if pos == len(value):
+            break
+        if value[pos] == ";":
+            pos += 1
+        elif value[pos] == ",":
+            elements.append({})
+            pos += 1
+        else:
+            return None
+    return next((element for element in reversed(elements) if element), {})
+
+
+def _remote_is_trusted(remote: str, networks: Sequence[Any]) -> bool:
+    try:
+        address = ipaddress.ip_address(remote.strip("[]"))
+    except ValueError:
+        return False  # a Unix socket, or no address at all
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def _public_view(environ: Mapping[str, Any], options: WebSocketOptions) -> Mapping[str, Any] | Reject:
+    """The scheme and ``Host`` the browser used, for the origin and host checks.
+
+    ``environ`` itself unless ``REMOTE_ADDR`` is one of ``trusted_proxies``;
+    then the proxy's ``Forwarded`` header (its last element: the one the
+    proxy nearest us appended) or, without one, the last value of
+    ``X-Forwarded-Proto`` / ``X-Forwarded-Host``. A malformed value from a
+    trusted proxy is refused with 400 rather than guessed around.
+    """
+    if options.trusted_proxies is None:
+        return environ
+    remote = str(environ.get("REMOTE_ADDR") or "")
+    forwarded = environ.get("HTTP_FORWARDED")
+    forwarded_proto = environ.get("HTTP_X_FORWARDED_PROTO")
+    forwarded_host = environ.get("HTTP_X_FORWARDED_HOST")
+    if forwarded is None and forwarded_proto is None and forwarded_host is None:
+        return environ
+    if not _remote_is_trusted(remote, proxy_networks(options.trusted_proxies)):
+        logger.debug("ignoring forwarded headers from %r, which is not in trusted_proxies", remote)
+        return environ
+    if forwarded is not None:
+        element = _last_forwarded_element(str(forwarded))
+        if element is None:
+            return Reject(400, f"malformed Forwarded header from trusted proxy {remote}: {str(forwarded)[:100]!r}")
+        proto, host, source = element.get("proto"), element.get("host"), "Forwarded"
+    else:
+        proto = str(forwarded_proto).rsplit(",", 1)[-1].strip() if forwarded_proto is not None else None
+        host = str(forwarded_host).rsplit(",", 1)[-1].strip() if forwarded_host is not None else None
+        source = "X-Forwarded-Proto" if proto is not None else "X-Forwarded-Host"
+    view = {"wsgi.url_scheme": environ.get("wsgi.url_scheme"), "HTTP_HOST": environ.get("HTTP_HOST")}
+    if proto is not None:
+        scheme = _FORWARDED_PROTOS.get(proto.lower())
+        if scheme is None:
+            return Reject(400, f"unsupported scheme {proto[:20]!r} in {source} from trusted proxy {remote}")
+        view["wsgi.url_scheme"] = scheme
+    if host is not None:
+        if _split_host(host) is None:
+            header = "Forwarded" if forwarded is not None else "X-Forwarded-Host"
+            return Reject(400, f"malformed host {host[:100]!r} in {header} from trusted proxy {remote}")
+        view["HTTP_HOST"] = host
+    logger.debug("trusted proxy %s: public scheme %s, host %r", remote, view["wsgi.url_scheme"], view["HTTP_HOST"])
+    return view
 
 
 def _check_fields(environ: Mapping[str, Any], raw_headers: Sequence[tuple[str, str]] | None) -> Reject | None:
@@ -346,15 +443,21 @@ def negotiate(
     if isinstance(checked, Reject):
         return checked
     key = checked
-    refused = _check_host(environ, options)
+    public = _public_view(environ, options)
+    if isinstance(public, Reject):
+        return public
+    refused = _check_host(public, options)
     if refused is not None:
         return refused
     origin = environ.get("HTTP_ORIGIN")
     try:
-        if not _origin_allowed(origin, environ, options.origins):
+        # Only the same-origin default judges the public view; a callable policy gets the real environ.
+        if not _origin_allowed(origin, public if options.origins is None else environ, options.origins):
             if options.origins is None:
                 return Reject(
-                    403, f"Origin {str(origin)[:100]!r} is not allowed (not this request's scheme, host and port)"
+                    403,
+                    f"Origin {str(origin)[:100]!r} is not allowed (not this request's scheme, host and port)"
+                    + _proxy_hint(environ, options),
                 )
             return Reject(403, f"Origin {origin!r} is not allowed")
         if options.authorize is not None and options.authorize(environ) is False:

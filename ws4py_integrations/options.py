@@ -6,6 +6,7 @@ Safe limits are on by default; every one can be changed or switched off
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -83,6 +84,13 @@ class WebSocketOptions:
     #: accepted (a DNS rebinding defence; list your public host names); with an
     #: explicit ``origins`` policy the host is not checked.
     allowed_hosts: Sequence[str] | None = None
+    #: Addresses (``"127.0.0.1"``) and networks (``"10.0.0.0/8"``) of reverse
+    #: proxies whose ``Forwarded`` (RFC 7239) or ``X-Forwarded-Proto`` /
+    #: ``X-Forwarded-Host`` headers tell the public scheme and host: when
+    #: ``REMOTE_ADDR`` is one of them, the same-origin check and
+    #: ``allowed_hosts`` judge what the browser saw. From any other address
+    #: those headers are ignored. ``None`` trusts no proxy.
+    trusted_proxies: Sequence[str] | None = None
     #: Hook that sees the environ before the upgrade and may refuse it.
     authorize: Authorize | None = None
     #: Extra headers added to every 101 response.
@@ -115,6 +123,8 @@ class WebSocketOptions:
             raise ValueError(f"close_timeout must be positive, not {self.close_timeout!r}")
         if self.allowed_hosts is not None:
             _validate_allowed_hosts(self.allowed_hosts)
+        if self.trusted_proxies is not None:
+            proxy_networks(self.trusted_proxies)
 
 
 # A host name (letters, digits, "-", "_", dots between labels), an IPv4
@@ -145,6 +155,38 @@ def _validate_allowed_hosts(entries: Any) -> None:
             raise ValueError(f"allowed_hosts entry {entry!r}: give the host without a port (any port matches)")
         if not _NAME_RE.fullmatch(name):
             raise ValueError(f"allowed_hosts entry {entry!r} is not a host name, an IP address, '.domain' or '*'")
+
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def proxy_networks(entries: Any) -> tuple[IPNetwork, ...]:
+    """``trusted_proxies`` as networks; ``ValueError`` naming a malformed entry."""
+    if isinstance(entries, (str, bytes)) or not isinstance(entries, Sequence):
+        raise ValueError(f"trusted_proxies must be a list of addresses or networks or None, not {entries!r}")
+    try:
+        return _proxy_networks(tuple(entries))
+    except TypeError:  # an unhashable entry
+        raise ValueError(f"trusted_proxies entries must be strings, not {entries!r}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _proxy_networks(entries: tuple[Any, ...]) -> tuple[IPNetwork, ...]:
+    # Cached: the options of an endpoint are checked on every handshake.
+    networks: list[IPNetwork] = []
+    for entry in entries:
+        if not isinstance(entry, str):
+            raise ValueError(f"trusted_proxies entries must be strings, not {entry!r}")
+        if entry.strip() in ("*", "0.0.0.0/0", "::/0"):
+            raise ValueError(
+                f"trusted_proxies entry {entry!r} would trust every client's forwarded headers; "
+                "list the proxies' addresses"
+            )
+        try:
+            networks.append(ipaddress.ip_network(entry.strip().strip("[]"), strict=True))
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies entry {entry!r} is not an IP address or network ({exc})") from None
+    return tuple(networks)
 
 
 def _is_ipv6(value: str) -> bool:

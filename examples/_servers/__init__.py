@@ -53,6 +53,24 @@ def allowed_hosts(names: list[str]) -> list[str] | None:
     return [*LOOPBACK_HOSTS, *names] if names else None
 
 
+def add_trusted_proxy_option(parser: argparse.ArgumentParser) -> None:
+    """``--trusted-proxy ADDRESS``: reverse proxies whose forwarded headers are believed."""
+    parser.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="address or network (10.0.0.0/8) of a reverse proxy in front of this server (repeatable): "
+        "its Forwarded / X-Forwarded-Proto / X-Forwarded-Host headers give the public scheme and host "
+        "for the Origin check (see docs/deployment.rst)",
+    )
+
+
+def trusted_proxies(addresses: list[str]) -> list[str] | None:
+    """The ``trusted_proxies`` option for ``--trusted-proxy`` addresses."""
+    return list(addresses) or None
+
+
 def wait_for_stop_signal() -> None:
     """Block the main thread until SIGINT or SIGTERM."""
     stop = threading.Event()

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from examples._servers import SERVERS, add_allowed_host_option, allowed_hosts, run
+from examples._servers import (
+    SERVERS,
+    add_allowed_host_option,
+    add_trusted_proxy_option,
+    allowed_hosts,
+    run,
+    trusted_proxies,
+)
 from examples.chat import make_app
 from ws4py_integrations import Manager
 
@@ -53,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--log-level", default="INFO", help="logging level (default: INFO)")
     add_allowed_host_option(parser)
+    add_trusted_proxy_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -62,7 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"chat example on {args.server}: open {url} in a browser (Ctrl+C stops it)", flush=True)
 
     manager = make_manager(args)
-    app = make_app(history=args.history, manager=manager, allowed_hosts=allowed_hosts(args.allowed_host))
+    app = make_app(
+        history=args.history,
+        manager=manager,
+        allowed_hosts=allowed_hosts(args.allowed_host),
+        trusted_proxies=trusted_proxies(args.trusted_proxy),
+    )
     try:
         run(args.server, app, args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
     finally:

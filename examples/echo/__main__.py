@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 import logging
 
-from examples._servers import SERVERS, add_allowed_host_option, allowed_hosts, run
+from examples._servers import (
+    SERVERS,
+    add_allowed_host_option,
+    add_trusted_proxy_option,
+    allowed_hosts,
+    run,
+    trusted_proxies,
+)
 from examples.echo import make_app
 
 
@@ -16,7 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve wss with this certificate and key")
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument(
+        "--ping-interval", type=float, default=20.0, metavar="SECONDS", help="seconds between keepalive pings"
+    )
     add_allowed_host_option(parser)
+    add_trusted_proxy_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
@@ -27,7 +38,11 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
 
-    app = make_app(allowed_hosts=allowed_hosts(args.allowed_host))
+    app = make_app(
+        allowed_hosts=allowed_hosts(args.allowed_host),
+        trusted_proxies=trusted_proxies(args.trusted_proxy),
+        ping_interval=args.ping_interval,
+    )
     run(args.server, app, args.host, args.port, tls=tuple(args.tls) if args.tls else None, ready=ready)
 
 
