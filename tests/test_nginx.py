@@ -1,5 +1,9 @@
 """Each server behind a real nginx, configured with docs/nginx/websocket.conf.
 
+The servers: ``python -m examples.echo --server`` wsgiref, cherrypy and gevent,
+and the echo app under gunicorn's gevent worker and (when this checkout has it)
+``ws4py_integrations.gunicorn.ThreadWorker``.
+
 Plain HTTP and TLS terminated at nginx (a trustme certificate the clients
 verify). nginx connects to the application from 127.0.0.2 (``proxy_bind``) and
 the application trusts that address only (``--trusted-proxy 127.0.0.2``), so a
@@ -8,6 +12,7 @@ client connecting from 127.0.0.1 is "anyone else".
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import time
@@ -21,12 +26,29 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.support.client import RawClient
 from tests.support.nginx import CONFIG, Nginx, nginx_binary, render
-from tests.support.process import ServerProcess, echo_example
+from tests.support.process import ServerProcess, _gunicorn_has_control_socket, echo_example
 from tests.support.servers import TLSFiles
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (scripts/setup.sh --test)")
 
-SERVERS = ["wsgiref", "cherrypy", "gevent", "gunicorn"]
+#: gunicorn's workers: ``-k`` class and the extra arguments each takes.
+GUNICORN_WORKERS = {
+    "gunicorn-gevent": ("ws4py_integrations.gevent.GunicornWorker", []),
+    "gunicorn-thread": ("ws4py_integrations.gunicorn.ThreadWorker", ["--threads", "4"]),
+}
+SERVERS = [
+    "wsgiref",
+    "cherrypy",
+    "gevent",
+    "gunicorn-gevent",
+    pytest.param(
+        "gunicorn-thread",
+        marks=pytest.mark.skipif(
+            importlib.util.find_spec("ws4py_integrations.gunicorn") is None,
+            reason="ws4py_integrations.gunicorn.ThreadWorker is not in this checkout",
+        ),
+    ),
+]
 PROXY = "127.0.0.2"
 #: nginx's proxy_read_timeout in these tests, and the application's ping interval under it.
 READ_TIMEOUT = 1.0
@@ -35,15 +57,17 @@ MODES = [pytest.param(False, id="http"), pytest.param(True, id="tls")]
 
 
 def application(server: str, log_path: Path, args: list[str]) -> ServerProcess:
-    """``python -m examples.echo --server NAME ARGS``, or the echo app under gunicorn's gevent worker."""
-    if server != "gunicorn":
+    """``python -m examples.echo --server NAME ARGS``, or the echo app under one of gunicorn's workers."""
+    if server not in GUNICORN_WORKERS:
         return echo_example(server, log_path=log_path, args=args)
+    worker, worker_args = GUNICORN_WORKERS[server]
     trusted = [args[i + 1] for i, arg in enumerate(args) if arg == "--trusted-proxy"]
     ping = next((float(args[i + 1]) for i, arg in enumerate(args) if arg == "--ping-interval"), 20.0)
     factory = f"examples.echo:make_app(trusted_proxies={trusted or None!r}, ping_interval={ping!r})"
     command = [
-        sys.executable, "-m", "gunicorn", "-k", "ws4py_integrations.gevent.GunicornWorker",
-        "-b", "127.0.0.1:0", "-w", "1", "--graceful-timeout", "5", "--no-control-socket", factory,
+        sys.executable, "-m", "gunicorn", "-k", worker, *worker_args,
+        "-b", "127.0.0.1:0", "-w", "1", "--graceful-timeout", "5",
+        *(["--no-control-socket"] if _gunicorn_has_control_socket() else []), factory,
     ]  # fmt: skip
     # Served once the worker has booted: its line comes after "Listening at".
     return ServerProcess(
@@ -52,7 +76,7 @@ def application(server: str, log_path: Path, args: list[str]) -> ServerProcess:
         ready_stream="stderr",
         probe=lambda process: "Booting worker" in process.log(),
         log_path=log_path,
-        name="gunicorn echo",
+        name=f"echo on {server}",
     )
 
 
@@ -78,7 +102,7 @@ class Stack:
 
 def start_stack(server: str, directory: Path, tls_files: TLSFiles, args: list[str]) -> Iterator[Stack]:
     directory.mkdir(parents=True, exist_ok=True)
-    app = application(server, directory / "app.log", [*args, "--log-level", "INFO"] if server != "gunicorn" else args)
+    app = application(server, directory / "app.log", args)
     with app:
         nginx = Nginx(
             directory / "nginx",
@@ -110,7 +134,7 @@ def untrusting(server: str, tmp_path_factory: pytest.TempPathFactory, tls_files:
     yield from start_stack(server, tmp_path_factory.mktemp(f"nginx-plain-{server}"), tls_files, [])
 
 
-def test_the_documented_config_has_every_placeholder_filled() -> None:
+def test_the_documented_config_is_the_tested_file() -> None:
     with pytest.raises(KeyError, match="placeholder left"):
         render(CONFIG.read_text(), {"UPSTREAM": "127.0.0.1:1"})
     # The deployment page shows this very file.

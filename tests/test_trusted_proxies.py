@@ -178,6 +178,7 @@ def test_the_same_malformed_values_from_a_client_are_ignored() -> None:
         # Each proxy appends an element; the one our trusted proxy appended is the last.
         f"proto=http;host=evil.example, proto=https;host={PUBLIC}",
         f"proto=https;host={PUBLIC},",  # an empty list element counts for nothing
+        f" , ;proto=https; host={PUBLIC} ;, \t",  # empty pairs and elements, optional whitespace
         f'proto=https;host="{PUBLIC}";ext="a \\"quoted\\" ;,= value"',
     ],
 )
