@@ -314,21 +314,22 @@ def _public_view(environ: Mapping[str, Any], options: WebSocketOptions) -> Mappi
         element = _last_forwarded_element(str(forwarded))
         if element is None:
             return Reject(400, f"malformed Forwarded header from trusted proxy {remote}: {str(forwarded)[:100]!r}")
-        proto, host, source = element.get("proto"), element.get("host"), "Forwarded"
+        proto, host = element.get("proto"), element.get("host")
+        proto_source = host_source = "Forwarded"
     else:
+        # A list is one value per hop, appended in order: the last is our proxy's.
         proto = str(forwarded_proto).rsplit(",", 1)[-1].strip() if forwarded_proto is not None else None
         host = str(forwarded_host).rsplit(",", 1)[-1].strip() if forwarded_host is not None else None
-        source = "X-Forwarded-Proto" if proto is not None else "X-Forwarded-Host"
+        proto_source, host_source = "X-Forwarded-Proto", "X-Forwarded-Host"
     view = {"wsgi.url_scheme": environ.get("wsgi.url_scheme"), "HTTP_HOST": environ.get("HTTP_HOST")}
     if proto is not None:
         scheme = _FORWARDED_PROTOS.get(proto.lower())
         if scheme is None:
-            return Reject(400, f"unsupported scheme {proto[:20]!r} in {source} from trusted proxy {remote}")
+            return Reject(400, f"unsupported scheme {proto[:20]!r} in {proto_source} from trusted proxy {remote}")
         view["wsgi.url_scheme"] = scheme
     if host is not None:
         if _split_host(host) is None:
-            header = "Forwarded" if forwarded is not None else "X-Forwarded-Host"
-            return Reject(400, f"malformed host {host[:100]!r} in {header} from trusted proxy {remote}")
+            return Reject(400, f"malformed host {host[:100]!r} in {host_source} from trusted proxy {remote}")
         view["HTTP_HOST"] = host
     logger.debug("trusted proxy %s: public scheme %s, host %r", remote, view["wsgi.url_scheme"], view["HTTP_HOST"])
     return view
