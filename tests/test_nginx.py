@@ -12,12 +12,15 @@ client connecting from 127.0.0.1 is "anyone else".
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import os
+import shutil
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -28,6 +31,9 @@ from tests.support.client import RawClient
 from tests.support.nginx import CONFIG, Nginx, nginx_binary, render
 from tests.support.process import ServerProcess, _gunicorn_has_control_socket, echo_example
 from tests.support.servers import TLSFiles
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed (scripts/setup.sh --test)")
 
@@ -250,3 +256,70 @@ def test_a_client_cannot_claim_https_directly(stack: Stack) -> None:
         assert client.upgrade("/ws", {"Origin": f"http://127.0.0.1:{stack.app.port}", "Forwarded": "(junk"}) == 101
     finally:
         client.close()
+
+
+# -- a real browser --------------------------------------------------------------------------
+
+
+def _spki_hash(certfile: str) -> str:
+    """The base64 SHA-256 of the certificate's public key, for Chromium's per-key exception."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    certificate = x509.load_pem_x509_certificates(Path(certfile).read_bytes())[0]
+    digest = hashes.Hash(hashes.SHA256())
+    digest.update(
+        certificate.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return base64.b64encode(digest.finalize()).decode()
+
+
+@pytest.fixture(scope="module")
+def browser(tls_files: TLSFiles) -> Iterator[Browser]:
+    """Debian's headless Chromium, accepting exactly the test certificate's key (nothing else)."""
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        pytest.skip("chromium is not installed (scripts/setup.sh --test)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("Playwright for Python is not installed")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+    args.append(f"--ignore-certificate-errors-spki-list={_spki_hash(tls_files.certfile)}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=args, timeout=60_000)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def test_a_browser_on_the_https_page_needs_trusted_proxies(stack: Stack, untrusting: Stack, browser: Browser) -> None:
+    # The echo page opens wss://<its host>/ws: Chromium sends the Origin it really has.
+    from playwright.sync_api import expect
+
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(stack.nginx.origin(tls=True) + "/", timeout=10_000)
+        log = page.locator("#log")
+        expect(log).to_contain_text("open", timeout=10_000)
+        page.fill("#m", "from chromium")
+        page.click("button")
+        expect(log).to_contain_text("< from chromium", timeout=10_000)
+        # Without trusted_proxies the same page's WebSocket is refused (403), which a browser reports as 1006.
+        page = context.new_page()
+        page.goto(untrusting.nginx.origin(tls=True) + "/", timeout=10_000)
+        expect(page.locator("#log")).to_contain_text("closed 1006", timeout=10_000)
+        assert "open" not in page.locator("#log").inner_text()
+    finally:
+        context.close()
+    # The refusal, as nginx logged it: Chromium's upgrade answered 403 by the application.
+    refusals = [
+        line
+        for line in untrusting.nginx.access_log().splitlines()
+        if '"GET /ws HTTP/1.1" 403' in line and "HeadlessChrome" in line
+    ]
+    assert refusals, untrusting.nginx.access_log()

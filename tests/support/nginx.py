@@ -117,8 +117,15 @@ class Nginx:
         return f"https://127.0.0.1:{self.https_port}" if tls else f"http://127.0.0.1:{self.http_port}"
 
     def error_log(self) -> str:
+        return self._read("error.log")
+
+    def access_log(self) -> str:
+        """nginx's access log: one line per request, with the status the application answered."""
+        return self._read("access.log")
+
+    def _read(self, name: str) -> str:
         try:
-            return (self.directory / "error.log").read_text(errors="replace")
+            return (self.directory / name).read_text(errors="replace")
         except FileNotFoundError:
             return ""
 
