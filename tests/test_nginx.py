@@ -16,6 +16,7 @@ import base64
 import importlib.util
 import os
 import shutil
+import signal
 import sys
 import time
 import urllib.request
@@ -185,6 +186,26 @@ def test_frames_sent_with_the_handshake_and_server_close_codes(stack: Stack, tls
         assert client.recv_close(timeout=10).code == 1007
     finally:
         client.close()
+
+
+def test_a_restart_reaches_clients_as_1001_through_nginx(server: str, tmp_path: Path, tls_files: TLSFiles) -> None:
+    # A stack of its own: the application is stopped (SIGTERM, by PID) while clients are connected.
+    stack = start_stack(server, tmp_path, tls_files, ["--trusted-proxy", PROXY, "--ping-interval", str(PING_INTERVAL)])
+    running = next(stack)
+    try:
+        with running.connect(tls=False) as plain, running.connect(tls=True) as secure:
+            for ws in (plain, secure):
+                ws.send("before the restart")
+                assert ws.recv(timeout=10) == "before the restart"
+            running.app.signal(signal.SIGTERM)
+            for ws in (plain, secure):
+                with pytest.raises(ConnectionClosed):
+                    ws.recv(timeout=20)
+                assert ws.protocol.close_rcvd is not None, running.logs()
+                assert ws.protocol.close_rcvd.code == 1001
+            assert running.app.wait(20) == 0
+    finally:
+        stack.close()
 
 
 def next_data_frame(client: RawClient) -> Frame:
