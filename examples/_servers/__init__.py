@@ -53,11 +53,24 @@ def allowed_hosts(names: list[str]) -> list[str] | None:
     return [*LOOPBACK_HOSTS, *names] if names else None
 
 
+def _proxy_address(value: str) -> str:
+    """A ``--trusted-proxy`` value, checked as ``trusted_proxies`` checks it (a clear usage error)."""
+    # Imported here: this module stays free of package imports until a server runs.
+    from ws4py_integrations.options import proxy_networks
+
+    try:
+        proxy_networks([value])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def add_trusted_proxy_option(parser: argparse.ArgumentParser) -> None:
     """``--trusted-proxy ADDRESS``: reverse proxies whose forwarded headers are believed."""
     parser.add_argument(
         "--trusted-proxy",
         action="append",
+        type=_proxy_address,
         default=[],
         metavar="ADDRESS",
         help="address or network (10.0.0.0/8) of a reverse proxy in front of this server (repeatable): "
