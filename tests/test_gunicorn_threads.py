@@ -21,6 +21,7 @@ from websockets.sync.client import connect
 
 from tests.support.client import RawClient, handshake_request
 from tests.support.process import ServerProcess, gunicorn_worker
+from tests.support.servers import TLSFiles
 
 THREAD_WORKER = "ws4py_integrations.gunicorn.ThreadWorker"
 
@@ -200,3 +201,24 @@ def test_stock_workers_answer_501_naming_the_worker_class(worker: str, tmp_path:
         while "-k ws4py_integrations.gunicorn.ThreadWorker" not in proc.log() and time.monotonic() < deadline:
             time.sleep(0.05)
         assert "cannot upgrade /echo: gunicorn's stock workers" in proc.log()
+
+
+def test_thread_worker_refuses_tls_it_serves_itself_with_501(tls_files: TLSFiles, tmp_path: Path) -> None:
+    tls = ("--certfile", tls_files.certfile, "--keyfile", tls_files.keyfile)
+    with gunicorn_worker(*tls, context=tls_files.client_context, worker=THREAD_WORKER, log_path=tmp_path / "g.log") as (
+        _,
+        port,
+    ):
+        client = RawClient("127.0.0.1", port, tls=tls_files.client_context)
+        try:
+            client.send(handshake_request("127.0.0.1", port, "/echo"))
+            status, headers, body = client.read_response_head()
+            body = read_body(client, body, int(headers["content-length"]))
+        finally:
+            client.close()
+        assert status == 501
+        assert b"cannot hand over a TLS connection" in body and b"proxy" in body
+        with urllib.request.urlopen(
+            f"https://127.0.0.1:{port}/plain", timeout=10, context=tls_files.client_context
+        ) as response:
+            assert response.read() == b"plain GET /plain"

@@ -156,7 +156,7 @@ def take_connection_unsupported(sock: object) -> str | None:
         return "the server cannot hand over a TLS connection (its TLS state stays in its socket object)"
     if not isinstance(sock, socket.socket) or sock.fileno() < 0:
         return "the server published no open socket"
-    if os.name != "posix":
+    if os.name != "posix":  # pragma: no cover - tested on POSIX only
         return "the server can hand over connections only on POSIX systems"
     if signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL:
         # The server's last write goes to a dead socket; with SIGPIPE's

@@ -60,7 +60,7 @@ class _Handover(Handover):
         take = getattr(self._unreader, "take_buffered", None)
         if take is not None:
             buffered = bytes(take())
-        else:  # gunicorn < 25: the buffer itself
+        else:  # pragma: no cover - gunicorn < 25: the buffer itself
             buffered = self._unreader.buf.getvalue()
             self._unreader.buf.seek(0)
             self._unreader.buf.truncate()
@@ -98,6 +98,8 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
                 environ[NO_HANDOVER_KEY] = handover
             elif handover is not None:
                 environ[HANDOVER_KEY] = handover
+            else:  # pragma: no cover - gunicorn serves HTTP/2 streams without handle_request()
+                environ[NO_HANDOVER_KEY] = "WebSocket over HTTP/2 is not supported; the client must use HTTP/1.1"
             return app(environ, start_response)
 
         self.wsgi = with_handover
@@ -122,7 +124,7 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
                 # gunicorn's response went to the dead socket left in the
                 # connection's place: nothing was lost, nothing to report.
                 return False
-            raise
+            raise  # pragma: no cover - a client gone during a plain request: gunicorn's own handling
         finally:
             self._ws4py_local.handover = None
 
@@ -131,13 +133,11 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
         super().handle_exit(sig, frame)
         self._stop_websockets()
 
-    def _stop_websockets(self) -> threading.Thread | None:
+    def _stop_websockets(self) -> threading.Thread:
         manager = self.ws4py_manager
-        if manager is None:
-            return None
+        assert manager is not None, "init_process() makes the manager before any signal handler"
         if self._ws4py_stopper is None:
-            if len(manager):
-                logger.info("worker %s: closing %d WebSocket(s) with 1001", self.pid, len(manager))
+            logger.info("worker %s: closing %d WebSocket(s) with 1001", self.pid, len(manager))
             self._ws4py_stopper = threading.Thread(target=manager.stop, name="ws4py-gunicorn-stop", daemon=True)
             self._ws4py_stopper.start()
         return self._ws4py_stopper
@@ -149,11 +149,10 @@ class ThreadWorker(_GthreadWorker):  # type: ignore[misc]
             # --max-requests or the arbiter ended the loop: 1001 for every
             # WebSocket, while telling the arbiter this worker is alive.
             stopper = self._stop_websockets()
-            if stopper is not None:
-                deadline = time.monotonic() + self.cfg.graceful_timeout
-                while stopper.is_alive() and time.monotonic() < deadline:
-                    self.notify()
-                    stopper.join(0.5)
+            deadline = time.monotonic() + self.cfg.graceful_timeout
+            while stopper.is_alive() and time.monotonic() < deadline:
+                self.notify()
+                stopper.join(0.5)
 
 
 def __getattr__(name: str) -> Any:

@@ -90,9 +90,9 @@ def _stop_managers() -> None:
         managers = list(_managers)
         _managers.clear()
     for manager in managers:
-        if manager.accepting:
-            logger.info("closing %d WebSocket(s) with 1001: the process is exiting", len(manager))
-            manager.stop(EXIT_CLOSE_TIMEOUT)
+        # stop() does nothing for a manager the application stopped already.
+        logger.info("closing %d WebSocket(s) with 1001: the process is exiting", len(manager))
+        manager.stop(EXIT_CLOSE_TIMEOUT)
 
 
 def handover_from_environ(environ: Mapping[str, Any]) -> Handover | str:
