@@ -17,7 +17,9 @@ The request thread returns at once; the WebSocket runs on the manager.
 
 Not supported, answered ``501`` with the reason: werkzeug over TLS
 (``ssl_context``: the TLS state lives in werkzeug's socket object, which
-cannot be shared) and Windows (sockets there are not file descriptors).
+cannot be shared), the forking server (``processes > 1``: each request's
+process ends with the request) and Windows (sockets there are not file
+descriptors).
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ def handover_from_environ(environ: Mapping[str, Any]) -> Handover | str:
         )
     if unsupported is not None:
         return f"werkzeug: {unsupported}; use the wsgiref, CherryPy or gevent adapter"
+    if environ.get("wsgi.multiprocess"):
+        # The forking server's child process exits once the request is done,
+        # and would take the WebSocket with it.
+        return "werkzeug's server with processes > 1 ends each request's process; run it threaded (the default)"
     if not isinstance(rfile, io.BufferedReader):
         return (
             f"{SOCKET_KEY} is there but wsgi.input is not werkzeug's buffered reader (a chunked "

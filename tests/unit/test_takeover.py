@@ -94,6 +94,8 @@ def test_werkzeug_refusals_name_the_fix(pair: tuple[socket.socket, socket.socket
     server, _ = pair
     reason = handover_from_environ({"werkzeug.socket": server, "wsgi.input": io.BytesIO()})
     assert isinstance(reason, str) and "flask run" in reason
+    reason = handover_from_environ({"werkzeug.socket": server, "wsgi.input": None, "wsgi.multiprocess": True})
+    assert isinstance(reason, str) and "processes > 1" in reason and "threaded" in reason
     tls = ssl.create_default_context().wrap_socket(socket.socket(), server_hostname="x", do_handshake_on_connect=False)
     with tls:
         reason = handover_from_environ({"werkzeug.socket": tls, "wsgi.input": server.makefile("rb")})
