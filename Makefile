@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-guard profile load soak fuzz probes clean
+.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-gthread bench-guard profile load soak fuzz probes clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -73,6 +73,10 @@ bench: setup
 	$(PY) -m tools.bench --servers wsgiref cherrypy gevent gunicorn-gevent
 
 # The regression guard `make test` runs: ours / websockets on echo-16 must stay >= 0.5x.
+# Our gunicorn ThreadWorker and werkzeug handover vs Flask-Sock, side by side (tools/bench/gthread.py).
+bench-gthread: setup
+	$(PY) -m tools.bench.gthread
+
 bench-guard: setup
 	$(PY) -m tools.bench guard
 
