@@ -152,13 +152,22 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
 
 
+def concurrency(setup: Setup, mode: str, conns: int) -> int:
+    """Handshakes in flight: 32, except where a thread per WebSocket starves the
+    server (Flask-Sock on 4 threads): then all at once, so that the handshakes
+    it can never answer time out together rather than 32 by 32."""
+    if mode == "idle" and setup.server == "gthread" and setup.worker == "gthread" and setup.threads < conns:
+        return conns
+    return 32
+
+
 def run_client(pin: Pinning | None, server: Server, mode: str, conns: int, args: argparse.Namespace) -> dict[str, Any]:
     prefix = pin.client_prefix() if pin is not None else []
     command = [
         *prefix, str(venvs.python_of("client")), str(BENCH / "client.py"), mode,
         "--host", HOST, "--port", str(server.port), "--server-pid", str(server.pid), "--conns", str(conns),
         "--size", "32", "--duration", str(args.duration), "--warmup", str(args.warmup), "--settle", "1",
-        "--hold", "1" if mode == "idle" else "0",
+        "--hold", "1" if mode == "idle" else "0", "--concurrency", str(concurrency(server.setup, mode, conns)),
     ]  # fmt: skip
     peak = [server.threads()]
     done = threading.Event()
@@ -231,6 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=3.0)
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--quick", action="store_true", help="echo-16 only, one round")
+    parser.add_argument("--scenarios", nargs="*", help="a subset of echo-16, echo-256, idle-1000")
     parser.add_argument("--unpinned", action="store_true")
     parser.add_argument("--server-cpu", type=int, default=0)
     parser.add_argument("--client-cpu", type=int, default=1)
@@ -242,6 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     venvs.ensure("flask-sock")
     report: dict[str, Any] = {"pinning": pin.as_json() if pin else {"pinned": False}, "scenarios": {}}
     for label, mode, conns in scenarios(args.quick):
+        if args.scenarios and label not in args.scenarios:
+            continue
         table: dict[str, Any] = {}
         for setup in setups_for(label, conns):
             runs = []
