@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-guard profile load soak fuzz probes clean
+.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-gthread bench-guard profile load soak fuzz probes clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -22,7 +22,10 @@ COVERED_TESTS := tests/unit tests/test_behaviour.py tests/test_handshake_wsgi.py
 	tests/test_hostile_handshake.py tests/test_hostile_frames.py tests/test_wsgiref.py tests/test_cherrypy.py \
 	tests/test_gevent.py tests/test_rooms.py tests/test_redis.py tests/test_user_failures.py tests/test_shutdown.py \
 	tests/test_slow_clients.py tests/test_silent_sockets.py tests/test_extras.py tests/test_chat_protocol.py \
-	tests/test_logging.py tests/test_adapter_edges.py tests/test_trusted_proxies.py tests/test_nginx.py
+	tests/test_logging.py tests/test_adapter_edges.py
+# One line per feature branch keeps merges simple.
+COVERED_TESTS += tests/test_trusted_proxies.py tests/test_nginx.py
+COVERED_TESTS += tests/test_werkzeug.py tests/test_gunicorn_threads.py
 
 # The whole test suite, as CI runs it: lint, types, tests, docs.
 test:
@@ -73,6 +76,10 @@ bench: setup
 	$(PY) -m tools.bench --servers wsgiref cherrypy gevent gunicorn-gevent
 
 # The regression guard `make test` runs: ours / websockets on echo-16 must stay >= 0.5x.
+# Our gunicorn ThreadWorker and werkzeug handover vs Flask-Sock, side by side (tools/bench/gthread.py).
+bench-gthread: setup
+	$(PY) -m tools.bench.gthread
+
 bench-guard: setup
 	$(PY) -m tools.bench guard
 

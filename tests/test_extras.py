@@ -22,6 +22,7 @@ CASES = [
     ("from ws4py_integrations.cherrypy import WebSocketPlugin", "cherrypy", "cherrypy"),
     ("from ws4py_integrations.cherrypy import WebSocketTool", "cherrypy", "cherrypy"),
     ("from ws4py_integrations.gevent import GunicornWorker", "gunicorn", "gunicorn"),
+    ("from ws4py_integrations.gunicorn import ThreadWorker", "gunicorn", "gunicorn"),
     ("from ws4py_integrations.redis_broker import RedisBroker; RedisBroker()", "redis", "redis"),
 ]
 

@@ -7,7 +7,7 @@ or :class:`WebSocketMiddleware`, and run the application on a server adapter:
 :mod:`ws4py_integrations.adapter`.
 """
 
-from .adapter import HANDOVER_KEY, Handover
+from .adapter import HANDOVER_KEY, NO_HANDOVER_KEY, Handover
 from .broker import Broker, BrokerError, BrokerUnavailable, InProcessBroker
 from .events import Message, Pong
 from .exceptions import HandshakeRejected, WebSocketClosed, WebSocketError
@@ -21,6 +21,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "HANDOVER_KEY",
+    "NO_HANDOVER_KEY",
     "Accept",
     "Broker",
     "BrokerError",

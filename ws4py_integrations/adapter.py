@@ -22,6 +22,8 @@ its request greenlet: :meth:`Manager.wait_released
 from __future__ import annotations
 
 import abc
+import os
+import signal
 import socket
 import ssl
 from collections.abc import Iterable
@@ -31,10 +33,24 @@ if TYPE_CHECKING:
     from .manager.base import Manager
     from .websocket import WebSocket
 
-__all__ = ["HANDOVER_KEY", "Handover", "LineRecorder", "raw_header_fields", "take_buffered"]
+__all__ = [
+    "HANDOVER_KEY",
+    "NO_HANDOVER_KEY",
+    "Handover",
+    "LineRecorder",
+    "raw_header_fields",
+    "take_buffered",
+    "take_connection",
+    "take_connection_unsupported",
+]
 
 #: Environ key under which a server adapter publishes its :class:`Handover`.
 HANDOVER_KEY = "ws4py_integrations.handover"
+
+#: Environ key under which an adapter that cannot hand over this request (a TLS
+#: connection it cannot share, say) puts the reason, with the fix: the
+#: middleware answers 501 with it.
+NO_HANDOVER_KEY = "ws4py_integrations.no_handover"
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
@@ -132,3 +148,40 @@ def take_buffered(reader: Any, sock: socket.socket) -> bytes:
     except _WOULD_BLOCK:
         # The reader's buffer was empty and the socket had nothing more.
         return b""
+
+
+def take_connection_unsupported(sock: object) -> str | None:
+    """Why :func:`take_connection` cannot take ``sock`` here, or ``None`` if it can."""
+    if isinstance(sock, ssl.SSLSocket):
+        return "the server cannot hand over a TLS connection (its TLS state stays in its socket object)"
+    if not isinstance(sock, socket.socket) or sock.fileno() < 0:
+        return "the server published no open socket"
+    if os.name != "posix":  # pragma: no cover - tested on POSIX only
+        return "the server can hand over connections only on POSIX systems"
+    if signal.getsignal(signal.SIGPIPE) == signal.SIG_DFL:
+        # The server's last write goes to a dead socket; with SIGPIPE's
+        # default action that would end the process instead of raising.
+        return "SIGPIPE has its default action in this process (Python ignores it unless told otherwise)"
+    return None
+
+
+def take_connection(sock: socket.socket) -> socket.socket:
+    """Take ``sock``'s connection from a server that keeps using ``sock``: returns a
+    new socket object for the connection, and leaves ``sock`` on a dead socket.
+
+    The descriptor is duplicated, then a dead socket (one end of a socket
+    pair whose other end is closed) is put in its place, in one ``dup2``.
+    Whatever the server does with ``sock`` afterwards touches only the dead
+    socket: reads see end-of-file, writes fail with ``BrokenPipeError``,
+    ``shutdown`` and ``close`` leave the connection alone. POSIX only, not
+    for TLS sockets (see :func:`take_connection_unsupported`).
+    """
+    fd = sock.fileno()
+    ours = socket.socket(fileno=os.dup(fd))
+    dead, peer = socket.socketpair()
+    peer.close()
+    try:
+        os.dup2(dead.fileno(), fd, inheritable=False)
+    finally:
+        dead.close()
+    return ours

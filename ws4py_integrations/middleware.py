@@ -18,13 +18,14 @@ every byte the server had already read, to :meth:`Manager.run
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from typing import Any, cast
 
-from .adapter import HANDOVER_KEY, Handover
+from .adapter import HANDOVER_KEY, NO_HANDOVER_KEY, Handover
 from .connection import Connection
 from .handshake import Accept, Reject, negotiate
 from .manager import Manager, ThreadedManager
@@ -38,8 +39,25 @@ logger = logging.getLogger("ws4py_integrations.middleware")
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-#: Keys other servers use to expose the raw client socket (recognized, not used).
-_RAW_SOCKET_KEYS = ("gunicorn.socket", "werkzeug.socket")
+#: Keys other servers use to expose the raw client socket, and what to do about each:
+#: a module whose ``handover_from_environ(environ)`` returns a :class:`Handover`
+#: (or why not), or the fix to name in the 501.
+_RAW_SOCKET_KEYS: dict[str, tuple[str, str]] = {
+    "werkzeug.socket": ("module", "ws4py_integrations.werkzeug"),
+    "gunicorn.socket": (
+        "fix",
+        "gunicorn's stock workers cannot hand over connections; run gunicorn with "
+        "-k ws4py_integrations.gunicorn.ThreadWorker (sync and gthread apps) "
+        "or -k ws4py_integrations.gunicorn.GeventWorker (gevent apps)",
+    ),
+}
+
+#: The 501's fix for a server that offers nothing at all.
+_NO_ADAPTER = (
+    "this server cannot hand over connections for WebSocket; run the application on werkzeug's "
+    "server (flask run), a ws4py_integrations adapter (wsgiref, cherrypy, gevent), or gunicorn with "
+    "-k ws4py_integrations.gunicorn.ThreadWorker"
+)
 
 _default_manager: Manager | None = None
 _default_lock = threading.Lock()
@@ -52,6 +70,30 @@ def default_manager() -> Manager:
         if _default_manager is None:
             _default_manager = ThreadedManager(name="ws4py-default")
         return _default_manager
+
+
+def _find_handover(environ: Mapping[str, Any]) -> Handover | str:
+    """The request's :class:`Handover`, or the reason (with the fix) why it has none.
+
+    A handover found from a raw socket key is stored in the environ, where
+    :meth:`WebSocketWSGIApplication.upgrade` looks for it.
+    """
+    handover = environ.get(HANDOVER_KEY)
+    if handover is not None:
+        return cast(Handover, handover)
+    refused = environ.get(NO_HANDOVER_KEY)
+    if refused is not None:
+        return str(refused)
+    for key, (kind, value) in _RAW_SOCKET_KEYS.items():
+        if key not in environ:
+            continue
+        if kind == "fix":
+            return value
+        found: Handover | str = importlib.import_module(value).handover_from_environ(environ)
+        if isinstance(found, Handover) and isinstance(environ, MutableMapping):
+            environ[HANDOVER_KEY] = found
+        return found
+    return _NO_ADAPTER
 
 
 def _respond(result: Reject, start_response: StartResponse) -> list[bytes]:
@@ -117,29 +159,10 @@ class WebSocketWSGIApplication:
         return result
 
     def _check_server(self, environ: Mapping[str, Any], accept: Accept) -> Accept | Reject:
-        handover = environ.get(HANDOVER_KEY)
-        if handover is None:
-            raw_key = next((key for key in _RAW_SOCKET_KEYS if key in environ), None)
-            if raw_key is not None:
-                # The raw socket alone is not enough: the server's reader may
-                # already hold bytes past the request head (the client's first
-                # frames), and nothing stops the server from writing its own
-                # response or reusing the connection afterwards.
-                logger.error(
-                    "cannot upgrade %s: the server publishes %r, but not the bytes it already "
-                    "buffered nor a way to stop it using the connection; run it with a "
-                    "ws4py_integrations adapter (for gunicorn: -k ws4py_integrations.gevent.GunicornWorker)",
-                    environ.get("PATH_INFO"),
-                    raw_key,
-                )
-                return Reject(501, f"{raw_key} is not enough to hand over a connection safely")
-            logger.error(
-                "cannot upgrade %s: the server publishes no %r; run the application on a "
-                "ws4py_integrations server adapter (wsgiref, cherrypy, gevent)",
-                environ.get("PATH_INFO"),
-                HANDOVER_KEY,
-            )
-            return Reject(501, "this server cannot hand over connections for WebSocket")
+        handover = _find_handover(environ)
+        if isinstance(handover, str):
+            logger.error("cannot upgrade %s: %s", environ.get("PATH_INFO"), handover)
+            return Reject(501, handover)
         if not self._manager_for(handover).accepting:
             return Reject(503, "server shutting down")
         return accept

@@ -274,11 +274,17 @@ def _gunicorn_has_control_socket() -> bool:
 
 
 @contextmanager
-def gunicorn_worker(*extra: str, context: ssl.SSLContext | None = None) -> Iterator[tuple[ServerProcess, int]]:
-    """A real gunicorn (one GunicornWorker) on a free port, serving tests.support.gunicorn_app:app."""
+def gunicorn_worker(
+    *extra: str,
+    context: ssl.SSLContext | None = None,
+    worker: str = "ws4py_integrations.gevent.GunicornWorker",
+    log_path: Path | None = None,
+) -> Iterator[tuple[ServerProcess, int]]:
+    """A real gunicorn (one ``worker``, GunicornWorker by default) on a free port, serving
+    tests.support.gunicorn_app:app (``log_path``: where its log goes)."""
     command = [
         sys.executable, "-m", "gunicorn",
-        "-k", "ws4py_integrations.gevent.GunicornWorker",
+        "-k", worker,
         "-b", "127.0.0.1:0", "-w", "1", "--graceful-timeout", "20",
         *(["--no-control-socket"] if _gunicorn_has_control_socket() else []),
         *extra, "tests.support.gunicorn_app:app",
@@ -289,6 +295,7 @@ def gunicorn_worker(*extra: str, context: ssl.SSLContext | None = None) -> Itera
         ready=r"Listening at: https?://127\.0\.0\.1:(?P<port>\d+)",
         ready_stream="stderr",
         probe=lambda p: _accepts(p.port, context),
+        log_path=log_path,
         name="gunicorn",
     )
     with proc:

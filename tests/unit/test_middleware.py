@@ -156,9 +156,10 @@ def test_check_is_501_without_a_handover() -> None:
     app = WebSocketWSGIApplication(Echo)
     result = app.check(environ_with(None))
     assert isinstance(result, Reject) and result.status == 501
+    assert "-k ws4py_integrations.gunicorn.ThreadWorker" in result.reason
     result = app.check(environ_with(None, **{"werkzeug.socket": object()}))
-    assert (
-        isinstance(result, Reject) and result.reason == "werkzeug.socket is not enough to hand over a connection safely"
+    assert isinstance(result, Reject) and result.reason == (
+        "werkzeug: the server published no open socket; use the wsgiref, CherryPy or gevent adapter"
     )
 
 

@@ -32,6 +32,8 @@ SPECS: dict[str, list[str]] = {
     "ws4py": ["ws4py==0.6.0", "CherryPy", "cheroot", "gevent"],
     "gevent-websocket": ["gevent-websocket==0.10.1", "gevent"],
     "tools": ["py-spy==0.4.3"],
+    # tools/bench/gthread.py: Flask-Sock on gunicorn gthread and on werkzeug.
+    "flask-sock": ["flask-sock==0.7.0", "flask", "werkzeug", "gunicorn"],
 }
 
 INSTALL_TIMEOUT = 900.0
