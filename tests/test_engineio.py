@@ -300,7 +300,7 @@ def test_server_close_sends_a_close_packet(endpoint: Endpoint, pool: ThreadPoolE
 
 def test_polling_heartbeat(endpoint: Endpoint) -> None:
     sid = endpoint.handshake()
-    for _ in range(3):
+    for _ in range(2):
         assert endpoint.get(sid) == (200, b"2")
         assert endpoint.post(sid, b"3") == (200, b"ok")
     assert endpoint.eio.get(sid) is not None
@@ -339,7 +339,7 @@ def test_websocket_messages(endpoint: Endpoint) -> None:
 def test_websocket_heartbeat(endpoint: Endpoint) -> None:
     with endpoint.ws() as ws:
         ws.recv(TIMEOUT)
-        for _ in range(3):
+        for _ in range(2):
             assert ws.recv(TIMEOUT) == "2"
             ws.send("3")
 
