@@ -5,6 +5,7 @@ python-engineio's client as an independent peer."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import queue
@@ -22,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.support.servers import SERVER_NAMES, RunningServer, available, serve
 from ws4py_integrations.engineio import EchoHandler, EngineIOServer, EngineIOSocket
+from ws4py_integrations.engineio import session as session_module
 
 SERVERS = available()
 PING_INTERVAL = 0.4
@@ -618,3 +620,46 @@ def test_refused_websocket_handshake_keeps_its_reason(endpoint: Endpoint) -> Non
         "GET", "EIO=4&transport=websocket", headers={**UPGRADE, "Sec-WebSocket-Version": "8"}
     )
     assert status in (400, 426) and b"version" in body.lower()
+
+
+def test_a_client_that_sends_junk_on_its_get_is_dropped(endpoint: Endpoint) -> None:
+    sid = endpoint.handshake()
+    sock = socket.create_connection((endpoint.host, endpoint.port), timeout=TIMEOUT)
+    sock.sendall(f"GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    wait_held(endpoint, sid)
+    session = endpoint.eio.get(sid)
+    assert session is not None
+    with contextlib.suppress(OSError):
+        for _ in range(20):
+            sock.sendall(b"x" * 8192)
+    try:
+        data = sock.recv(100)
+    except ConnectionResetError:  # closed with our junk unread: a reset
+        data = b""
+    assert data == b""  # closed by the server, unanswered
+    sock.close()
+    deadline = time.monotonic() + TIMEOUT
+    while session._poll is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_an_answer_nobody_reads_is_dropped(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "_WRITE_TIMEOUT", 0.3)
+    sid = endpoint.handshake()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT)
+    sock.connect((endpoint.host, endpoint.port))
+    sock.sendall(f"GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    wait_held(endpoint, sid)
+    session = endpoint.eio.get(sid)
+    assert session is not None
+    poll = session._poll
+    assert isinstance(poll, session_module.HeldPoll)
+    session.send("x" * 3_000_000)
+    deadline = time.monotonic() + TIMEOUT
+    while not poll.finalized:
+        assert time.monotonic() < deadline, "the unread answer was kept"
+        time.sleep(0.02)
+    sock.close()
