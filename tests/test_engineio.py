@@ -491,6 +491,18 @@ def test_cors(cors_endpoint: Endpoint) -> None:
     assert headers["access-control-allow-headers"] == "content-type"
     status, headers, body = cors_endpoint.request("GET", "EIO=4&transport=polling", headers=allowed)
     assert status == 200 and headers["access-control-allow-origin"] == "http://app.example"
+    # A held GET's answer, written by the manager, carries them too.
+    sid = json.loads(body[1:])["sid"]
+    with ThreadPoolExecutor(1) as executor:
+        held = executor.submit(cors_endpoint.request, "GET", f"EIO=4&transport=polling&sid={sid}", None, allowed)
+        wait_held(cors_endpoint, sid)
+        session = cors_endpoint.eio.get(sid)
+        assert session is not None
+        session.send("x")
+        status, headers, body = held.result(TIMEOUT)
+    assert (status, body, headers["connection"]) == (200, b"4x", "close")
+    assert headers["access-control-allow-origin"] == "http://app.example"
+    assert headers["access-control-allow-credentials"] == "true"
     status, headers, body = cors_endpoint.request("OPTIONS", "", headers={"Origin": "http://other.example"})
     assert (status, error(body)["code"]) == (403, 4)
     assert "access-control-allow-origin" not in headers
