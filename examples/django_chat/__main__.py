@@ -1,6 +1,7 @@
 """Run the Django example.
 
-``python -m examples.django_chat`` serves on ``manage.py runserver``;
+``python -m examples.django_chat`` serves on ``manage.py runserver`` (its
+options, such as ``--nothreading``, pass through);
 ``--server wsgiref|cherrypy|gevent`` on one of our adapters instead. Any
 other first argument is a Django command: ``python -m examples.django_chat
 createsuperuser``. The SQLite database (``DJANGO_CHAT_DB``) is migrated first.
@@ -30,16 +31,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--noreload", action="store_true", help="runserver without the autoreloader")
     parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
+    # Other options (--nothreading, --nostatic...) go to runserver.
+    args, runserver_options = parser.parse_known_args(argv)
+    if runserver_options and args.server != "runserver":
+        parser.error(f"unrecognized arguments: {' '.join(runserver_options)}")
 
     import django
 
     django.setup()
     if os.environ.get("RUN_MAIN") != "true":  # not again in the autoreloader's child
         call_command("migrate", verbosity=0, interactive=False)
+        # As runserver does after its checks: the main thread serves no request.
+        from django.db import connections
+
+        connections.close_all()
     if args.server == "runserver":
         execute_from_command_line(
-            ["manage.py", "runserver", f"{args.host}:{args.port}", *(["--noreload"] if args.noreload else [])]
+            [
+                "manage.py",
+                "runserver",
+                f"{args.host}:{args.port}",
+                *(["--noreload"] if args.noreload else []),
+                *runserver_options,
+            ]
         )
         return
 
