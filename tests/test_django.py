@@ -213,3 +213,36 @@ def test_runserver_autoreload_closes_websockets_with_1001_and_comes_back(databas
         process.port = int(match["port"])
         with join(process, "reload", cookie) as again:
             assert receive(again)["type"] == "hello"
+
+
+def test_a_function_route_gets_the_request_url_arguments_and_a_blocking_websocket(
+    chat: ServerProcess, database: Path
+) -> None:
+    room = f"search-{chat.port}"
+    alice = log_in(base(chat), "alice", nickname="Al")
+    with join(chat, room, alice) as talk:
+        receive(talk)
+        for text in ("apples are red", "pears are green", "apples again"):
+            talk.send(text)
+            receive(talk)
+    with connect(chat.url(f"/ws/search/{room}/"), additional_headers={"Cookie": alice}, open_timeout=10) as ws:
+        assert receive(ws) == {"type": "hello", "room": room, "you": "Al"}
+        ws.send("apples")
+        found = receive(ws)
+        assert found["query"] == "apples"
+        assert [line["text"] for line in found["lines"]] == ["apples are red", "apples again"]  # type: ignore[union-attr]
+        # Waiting in receive(), the handler holds no database connection.
+        assert wait_for(lambda: not db_files(chat.pid, database)), db_files(chat.pid, database)
+        ws.send("green")
+        assert len(receive(ws)["lines"]) == 1  # type: ignore[arg-type]
+    assert wait_for(lambda: not db_files(chat.pid, database)), db_files(chat.pid, database)
+
+
+def test_a_function_route_is_refused_like_a_class_route(chat: ServerProcess) -> None:
+    client = RawClient(chat.host, chat.port)
+    try:
+        client.send(handshake_request(chat.host, chat.port, "/ws/search/lobby/"))
+        status, _, _ = client.read_response_head()
+        assert status == 403
+    finally:
+        client.close()

@@ -12,5 +12,7 @@ urlpatterns = [
     path("", views.index),
     path("login/", LoginView.as_view(template_name="django_chat/login.html")),
     path("nickname/", views.nickname),
+    # A WebSocket class (callbacks) and a function (a blocking loop), behind the same check.
     path("ws/chat/<slug:room>/", views.members_only(websocket(views.ChatRoom))),
+    path("ws/search/<slug:room>/", views.members_only(websocket(views.search))),
 ]

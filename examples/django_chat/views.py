@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from examples.django_chat.models import ChatMessage
 from ws4py_integrations import Message
-from ws4py_integrations.django import DjangoWebSocket
+from ws4py_integrations.django import DjangoBlockingWebSocket, DjangoWebSocket
 
 #: Messages a joiner gets from the room's history.
 HISTORY = 20
@@ -56,6 +56,19 @@ class ChatRoom(DjangoWebSocket):
             return
         ChatMessage.objects.create(room=self.room, user=self.request.user, text=text)
         self.manager.broadcast(json.dumps({"type": "message", "user": self.name, "text": text}), f"chat.{self.room}")
+
+
+def search(request: HttpRequest, ws: DjangoBlockingWebSocket, room: str) -> None:
+    """``/ws/search/<room>/``, the blocking style: each text received is a search in the
+    room's history; the answer is the matching lines. Runs on a worker of the handler pool."""
+    ws.send(json.dumps({"type": "hello", "room": room, "you": display_name(request)}))
+    for query in ws:
+        if not isinstance(query, str):
+            ws.close(1003, "send text")
+            continue
+        found = ChatMessage.objects.filter(room=room, text__icontains=query).select_related("user")
+        lines = [{"user": m.user.get_username(), "text": m.text} for m in found[:HISTORY]]
+        ws.send(json.dumps({"type": "found", "query": query, "lines": lines}))
 
 
 PAGE = """<!doctype html>

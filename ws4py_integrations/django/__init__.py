@@ -29,6 +29,6 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by the extras test
     raise missing_extra("ws4py_integrations.django", "django", exc) from None
 
-from .views import REQUEST_KEY, DjangoWebSocket, websocket
+from .views import REQUEST_KEY, DjangoBlockingWebSocket, DjangoWebSocket, release_connections, websocket
 
-__all__ = ["REQUEST_KEY", "DjangoWebSocket", "websocket"]
+__all__ = ["REQUEST_KEY", "DjangoBlockingWebSocket", "DjangoWebSocket", "release_connections", "websocket"]

@@ -7,16 +7,17 @@ import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from django.db import close_old_connections
+from django.db import connections
 from django.http import HttpRequest, HttpResponse
 
+from ..blocking import BlockingWebSocket, HandlerPool
 from ..handshake import Reject
 from ..manager import Manager
 from ..middleware import WebSocketWSGIApplication
 from ..options import WebSocketOptions
 from ..websocket import WebSocket
 
-__all__ = ["REQUEST_KEY", "DjangoWebSocket", "websocket"]
+__all__ = ["REQUEST_KEY", "DjangoBlockingWebSocket", "DjangoWebSocket", "release_connections", "websocket"]
 
 logger = logging.getLogger("ws4py_integrations.django")
 
@@ -26,7 +27,24 @@ REQUEST_KEY = "ws4py_integrations.django.request"
 _CALLBACKS = ("opened", "received_message", "ponged", "closed")
 
 View = Callable[..., HttpResponse]
+#: A function route: ``handler(request, ws, *url_args, **url_kwargs)``.
+FunctionView = Callable[..., object]
+Handler = type[WebSocket] | FunctionView
 W = TypeVar("W", bound=WebSocket)
+
+
+def release_connections() -> None:
+    """Close this thread's database connections that Django's request cycle would close.
+
+    What Django does at the start and the end of each request
+    (``close_old_connections``): a connection is closed when it is broken or
+    older than ``CONN_MAX_AGE`` (0, the default: at once). One inside
+    ``transaction.atomic()`` is left alone: closing it would lose the
+    transaction.
+    """
+    for conn in connections.all(initialized_only=True):
+        if not conn.in_atomic_block:
+            conn.close_if_unusable_or_obsolete()
 
 
 class DjangoWebSocket(WebSocket):
@@ -52,23 +70,32 @@ class DjangoWebSocket(WebSocket):
         return kwargs
 
 
+class DjangoBlockingWebSocket(BlockingWebSocket):
+    """What a function route gets: a :class:`~ws4py_integrations.BlockingWebSocket`
+    that releases the thread's database connections (:func:`release_connections`)
+    before it waits for a message, as Django does between two requests."""
+
+    def receive(self, timeout: float | None = None) -> str | bytes | None:
+        release_connections()
+        return super().receive(timeout)
+
+
 def _with_db_cycle(cls: type[W]) -> type[W]:
     """A subclass of ``cls`` whose callbacks run as Django runs a request.
 
-    Each callback is bracketed by ``close_old_connections()`` (Django's
-    ``request_started`` / ``request_finished`` do the same around a request):
-    a connection opened by a callback is closed after it (``CONN_MAX_AGE``
-    0), or kept on the manager thread and reused while healthy and young
-    enough. Never one connection per WebSocket.
+    Each callback is bracketed by :func:`release_connections`: a connection
+    a callback opened is closed after it (``CONN_MAX_AGE`` 0), or kept on the
+    manager's thread and reused while healthy and young enough; never one
+    connection per WebSocket.
     """
 
     def bracket(name: str) -> Callable[..., Any]:
         def callback(self: WebSocket, *args: Any) -> Any:
-            close_old_connections()
+            release_connections()
             try:
                 return getattr(super(derived, self), name)(*args)
             finally:
-                close_old_connections()
+                release_connections()
 
         callback.__name__ = name
         callback.__qualname__ = f"{cls.__qualname__}.{name}"
@@ -78,6 +105,22 @@ def _with_db_cycle(cls: type[W]) -> type[W]:
     namespace.update(__module__=cls.__module__, __qualname__=cls.__qualname__, __doc__=cls.__doc__)
     derived: type[W] = type(cls.__name__, (cls,), namespace)
     return derived
+
+
+def _bind_function(func: FunctionView, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The blocking handler of one connection: ``func(request, ws, *args, **kwargs)``,
+    with the database connections released before, while waiting, and after."""
+
+    def handler(ws: BlockingWebSocket) -> None:
+        release_connections()
+        try:
+            func(request, DjangoBlockingWebSocket(ws.websocket), *args, **kwargs)
+        finally:
+            release_connections()
+
+    handler.__name__ = getattr(func, "__name__", "handler")
+    handler.__qualname__ = getattr(func, "__qualname__", handler.__name__)
+    return handler
 
 
 def _refusal(result: Reject) -> HttpResponse:
@@ -97,42 +140,73 @@ def _force_user(request: HttpRequest) -> None:
 
 @overload
 def websocket(
-    handler: type[WebSocket], /, *, manager: Manager | None = ..., options: WebSocketOptions | None = ..., **kwargs: Any
+    handler: Handler,
+    /,
+    *,
+    manager: Manager | None = ...,
+    pool: HandlerPool | None = ...,
+    options: WebSocketOptions | None = ...,
+    **kwargs: Any,
 ) -> View: ...
 @overload
 def websocket(
-    handler: None = ..., /, *, manager: Manager | None = ..., options: WebSocketOptions | None = ..., **kwargs: Any
-) -> Callable[[type[WebSocket]], View]: ...
+    handler: None = ...,
+    /,
+    *,
+    manager: Manager | None = ...,
+    pool: HandlerPool | None = ...,
+    options: WebSocketOptions | None = ...,
+    **kwargs: Any,
+) -> Callable[[Handler], View]: ...
 
 
 def websocket(
-    handler: type[WebSocket] | None = None,
+    handler: Handler | None = None,
     /,
     *,
     manager: Manager | None = None,
+    pool: HandlerPool | None = None,
     options: WebSocketOptions | None = None,
     **kwargs: Any,
-) -> View | Callable[[type[WebSocket]], View]:
-    """A Django view that upgrades to ``handler``: ``path("ws/chat/<room>/", websocket(Chat))``.
+) -> View | Callable[[Handler], View]:
+    """A Django view that upgrades to ``handler``: ``path("ws/chat/<room>/", websocket(chat))``.
 
-    Django's middleware runs on the handshake as on any request: one that
-    answers (a 302 to the login page, a 403) refuses the upgrade with its
-    response. Then the view negotiates (keyword options as for
+    ``handler`` is a :class:`DjangoWebSocket` (or any
+    :class:`~ws4py_integrations.WebSocket`) subclass, or a function
+    ``handler(request, ws, *url_args, **url_kwargs)`` with ``ws`` a
+    :class:`DjangoBlockingWebSocket`, run on ``pool`` after the view returned.
+    Used without ``handler``, ``websocket(...)`` is a decorator.
+
+    Django's middleware runs on the handshake as on any request: a middleware
+    or decorator that answers (a 403) refuses the upgrade with its response.
+    Then the view negotiates (keyword options as for
     :class:`~ws4py_integrations.WebSocketWSGIApplication`: ``protocols``,
     ``origins``, limits...): a refusal is an ``HttpResponse`` with the status
-    and the reason. Used without ``handler``, it is a decorator.
+    and the reason.
     """
     if handler is None:
-        return functools.partial(_view, manager=manager, options=options, **kwargs)
-    return _view(handler, manager=manager, options=options, **kwargs)
+        return functools.partial(_view, manager=manager, pool=pool, options=options, **kwargs)
+    return _view(handler, manager=manager, pool=pool, options=options, **kwargs)
 
 
 def _view(
-    handler: type[WebSocket], *, manager: Manager | None, options: WebSocketOptions | None, **kwargs: Any
+    handler: Handler,
+    *,
+    manager: Manager | None,
+    pool: HandlerPool | None,
+    options: WebSocketOptions | None,
+    **kwargs: Any,
 ) -> View:
-    if not (isinstance(handler, type) and issubclass(handler, WebSocket)):
-        raise TypeError(f"websocket() takes a WebSocket subclass, not {handler!r}")
-    app = WebSocketWSGIApplication(_with_db_cycle(handler), manager=manager, options=options, **kwargs)
+    function: FunctionView | None = None
+    if isinstance(handler, type):
+        if not issubclass(handler, WebSocket):
+            raise TypeError(f"websocket() takes a WebSocket subclass or a function, not the class {handler!r}")
+        app = WebSocketWSGIApplication(_with_db_cycle(handler), manager=manager, options=options, **kwargs)
+    elif callable(handler):
+        function = handler
+        app = WebSocketWSGIApplication(WebSocket, pool=pool, manager=manager, options=options, **kwargs)
+    else:
+        raise TypeError(f"websocket() takes a WebSocket subclass or a function, not {handler!r}")
 
     def view(request: HttpRequest, *args: Any, **url_kwargs: Any) -> HttpResponse:
         environ = request.META
@@ -141,12 +215,13 @@ def _view(
             return _refusal(result)
         _force_user(request)
         environ[REQUEST_KEY] = (request, args, url_kwargs)
-        if app.upgrade(environ, result) is None:
+        per_request = None if function is None else _bind_function(function, request, args, url_kwargs)
+        if app.upgrade(environ, result, per_request) is None:
             return HttpResponse("the WebSocket handler could not be created\n", status=500)
         # What the server's request log shows; nothing is sent.
         return HttpResponse(status=101)
 
-    view.__name__ = view.__qualname__ = handler.__name__
+    view.__name__ = view.__qualname__ = getattr(handler, "__name__", "websocket")
     view.__doc__ = handler.__doc__
     view.__module__ = handler.__module__
     view.websocket_app = app  # type: ignore[attr-defined]
