@@ -79,7 +79,11 @@ class ServerHandler(basehttp.ServerHandler):  # type: ignore[misc]
     def handle_error(self) -> None:
         if self.request_handler.detached:
             # Nothing can be written to a connection the manager owns.
-            self.log_exception(sys.exc_info())
+            logger.error(
+                "the application raised after %s was upgraded (the WebSocket goes on)",
+                self.environ.get("PATH_INFO"),
+                exc_info=sys.exc_info(),
+            )
             self.close()
         else:
             super().handle_error()
