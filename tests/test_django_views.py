@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.frames import Frame, Opcode
 from websockets.sync.client import connect
 
+from tests.support.client import RawClient
 from tests.support.process import ROOT
 
 pytestmark = pytest.mark.timeout(60)
@@ -231,10 +233,10 @@ def test_a_check_warns_when_another_runserver_wins(application: Any) -> None:
     assert "django.contrib.staticfiles" in warnings[0].msg
 
 
-def test_the_runserver_server_survives_a_view_that_raises_after_the_upgrade(
-    application: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    """The WebSocket stays up; the traceback is logged; nothing is written into the WebSocket."""
+@pytest.fixture
+def runserver_server(application: Any) -> Iterator[Any]:
+    """Our runserver server class as Django's ``run()`` builds it (threading), serving a raw WSGI app:
+    ``/`` plain, ``/raise`` raises, ``/ws`` upgrades to an echo, ``/ws-raise`` upgrades and then raises."""
     import socketserver
 
     from django.core.servers import basehttp
@@ -249,31 +251,131 @@ def test_the_runserver_server_survives_a_view_that_raises_after_the_upgrade(
     upgrade = WebSocketWSGIApplication(Echo)
 
     def app(environ: dict[str, Any], start_response: Any) -> Any:
-        list(upgrade(environ, start_response))
-        raise RuntimeError("after the upgrade")
+        path = environ["PATH_INFO"]
+        if path == "/raise":
+            raise RuntimeError("before any upgrade")
+        if path.startswith("/ws"):
+            response = upgrade(environ, start_response)
+            if path == "/ws-raise":
+                raise RuntimeError("after the upgrade")
+            return response
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"plain"]
 
     server_cls = type("WSGIServer", (socketserver.ThreadingMixIn, WSGIServer), {"daemon_threads": True})
     server = server_cls(("127.0.0.1", 0), basehttp.WSGIRequestHandler, manager=ThreadedManager(name="test-runserver"))
     server.set_app(app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    port = server.server_address[1]
     try:
-        with caplog.at_level(logging.ERROR):
-            with connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as ws:
-                ws.send("still here")
-                assert ws.recv(timeout=10) == "still here"
-            assert "after the upgrade" in caplog.text
-            with connect(f"ws://127.0.0.1:{port}/", open_timeout=10) as open_one:
-                server.shutdown()
-                server.server_close()  # WebSockets get 1001, and the closing handshake is awaited
-                with pytest.raises(ConnectionClosed):
-                    open_one.recv(timeout=10)
-                assert open_one.close_code == 1001
+        yield server
     finally:
-        with contextlib.suppress(Exception):
-            server.shutdown()
+        server.shutdown()
+        server.server_close()
         thread.join(10)
+
+
+def test_the_runserver_server_survives_a_view_that_raises_after_the_upgrade(
+    runserver_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The WebSocket stays up; the traceback is logged; nothing is written into the WebSocket."""
+    port = runserver_server.server_address[1]
+    with caplog.at_level(logging.ERROR), connect(f"ws://127.0.0.1:{port}/ws-raise", open_timeout=10) as ws:
+        ws.send("still here")
+        assert ws.recv(timeout=10) == "still here"
+    assert "after the upgrade" in caplog.text
+
+
+def test_the_runserver_server_upgrades_a_kept_alive_connection(runserver_server: Any) -> None:
+    """A browser may send the handshake on a connection that served plain requests before."""
+    port = runserver_server.server_address[1]
+    client = RawClient("127.0.0.1", port)
+    try:
+        client.send(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, headers, body = client.read_response_head()
+        assert (status, headers.get("connection")) == (200, None)
+        while len(body) < int(headers["content-length"]):
+            body += client.sock.recv(4096)
+        assert body == b"plain"
+        frame = Frame(Opcode.TEXT, b"eager").serialize(mask=True)
+        assert client.upgrade("/ws", extra=frame) == 101
+        echoed = client.recv_frame()
+        assert echoed is not None and echoed.data == b"eager"
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    ("request_head", "status"),
+    [
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.x\r\n\r\n", 400),
+        (b"GET /raise HTTP/1.1\r\n\r\n", 500),
+    ],
+    ids=["414", "400", "500"],
+)
+def test_the_runserver_server_answers_bad_requests_as_django_does(
+    runserver_server: Any, request_head: bytes, status: int
+) -> None:
+    client = RawClient("127.0.0.1", runserver_server.server_address[1])
+    try:
+        client.send(request_head)
+        # A request line that does not parse gets an HTTP/0.9-style answer: the error page alone.
+        expected = (f" {status} ".encode(), f"Error code: {status}".encode())
+        data = b""
+        while not any(part in data for part in expected):
+            chunk = client.sock.recv(65536)
+            assert chunk, data
+            data += chunk
+    finally:
+        client.close()
+    # And the next client is served.
+    with connect(f"ws://127.0.0.1:{runserver_server.server_address[1]}/ws", open_timeout=10) as ws:
+        ws.send("next")
+        assert ws.recv(timeout=10) == "next"
+
+
+def test_the_runserver_server_closes_websockets_with_1001(runserver_server: Any) -> None:
+    port = runserver_server.server_address[1]
+    with connect(f"ws://127.0.0.1:{port}/ws", open_timeout=10) as ws:
+        runserver_server.shutdown()
+        runserver_server.server_close()  # the closing handshake is awaited
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 1001
+    runserver_server.close_websockets()  # again: nothing left, nothing fails
+    assert not runserver_server.manager.accepting
+
+
+def test_the_runserver_server_keeps_a_request_handler_of_its_own(application: Any) -> None:
+    from django.core.servers import basehttp
+
+    from ws4py_integrations import ThreadedManager
+    from ws4py_integrations.django.server import WSGIRequestHandler, WSGIServer
+
+    class Custom(basehttp.WSGIRequestHandler):  # type: ignore[misc]
+        pass
+
+    for given, used in ((basehttp.WSGIRequestHandler, WSGIRequestHandler), (Custom, Custom)):
+        server = WSGIServer(("127.0.0.1", 0), given, manager=ThreadedManager(name="unused"))
+        server.server_close()
+        assert server.RequestHandlerClass is used
+
+
+def test_the_runserver_command_without_staticfiles_is_djangos(application: Any) -> None:
+    import importlib
+
+    from django.core.management.commands.runserver import Command as CoreCommand
+    from django.test.utils import override_settings
+
+    from ws4py_integrations.django.management.commands import runserver
+
+    try:
+        with override_settings(INSTALLED_APPS=["ws4py_integrations.django", "django.contrib.contenttypes"]):
+            module = importlib.reload(runserver)
+            assert module.Command.__mro__[1] is CoreCommand
+    finally:
+        importlib.reload(runserver)
 
 
 def test_a_missing_django_names_the_extra() -> None:

@@ -44,9 +44,8 @@ class _Handover(Handover):
         sock: socket.socket = handler.connection
         handler.detached = True
         handler.close_connection = True
-        server = handler.server
-        if isinstance(server, WSGIServer):
-            server.mark_detached(sock)
+        # Only WSGIServer installs this handler.
+        handler.server.mark_detached(sock)
         return sock, take_buffered(handler.rfile, sock)
 
 
@@ -128,12 +127,10 @@ class WSGIRequestHandler(basehttp.WSGIRequestHandler):  # type: ignore[misc]
         # Before get_environ(), which drops the fields with underscores.
         raw_headers = self.raw_headers()
         environ = self.get_environ()
-        server = self.server
-        manager = server.manager if isinstance(server, WSGIServer) else default_manager()
-        environ[HANDOVER_KEY] = _Handover(self, manager, raw_headers)
+        environ[HANDOVER_KEY] = _Handover(self, self.server.manager, raw_headers)
         handler = ServerHandler(self.rfile, self.wfile, self.get_stderr(), environ)
         handler.request_handler = self
-        handler.run(server.get_app())
+        handler.run(self.server.get_app())
 
 
 class WSGIServer(basehttp.WSGIServer):  # type: ignore[misc]
