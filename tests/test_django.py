@@ -25,7 +25,7 @@ from tests.support.process import ROOT, ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
 
-KINDS = ("runserver", "wsgiref")
+KINDS = ("runserver", "wsgiref", "gevent")
 
 
 @pytest.fixture(scope="module")

@@ -39,11 +39,14 @@ def env(db: Path) -> dict[str, str]:
 
 def create_database(db: Path) -> None:
     """Migrate ``db`` and create the users of :data:`USERS`, through Django's own commands."""
-    manage(db, "migrate", "-v0")
     creates = "; ".join(
         f"User.objects.create_user({name!r}, password={password!r})" for name, password in USERS.items()
     )
-    manage(db, "shell", "-c", f"from django.contrib.auth.models import User; {creates}")
+    script = (
+        "from django.core.management import call_command; call_command('migrate', verbosity=0); "
+        f"from django.contrib.auth.models import User; {creates}"
+    )
+    manage(db, "shell", "-c", script)
 
 
 def server(kind: str, db: Path, log_path: Path, *args: str) -> ServerProcess:
