@@ -11,6 +11,7 @@ import json
 import os
 import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,13 @@ def refusal(process: ServerProcess, headers: dict[str, str]) -> tuple[int, dict[
         return status, fields, body
     finally:
         client.close()
+
+
+def test_static_files_are_served_beside_the_routes(chat: ServerProcess) -> None:
+    """runserver keeps staticfiles' handler (the example wraps the adapters' app the same way)."""
+    with urllib.request.urlopen(base(chat) + "/static/django_chat/chat.js", timeout=10) as response:
+        assert response.status == 200
+        assert b"new WebSocket(" in response.read()
 
 
 def test_an_anonymous_handshake_gets_the_views_403(chat: ServerProcess) -> None:

@@ -57,15 +57,20 @@ def main(argv: list[str] | None = None) -> None:
         )
         return
 
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+
     from examples._servers import run
     from examples.django_chat.wsgi import application
+
+    # What runserver does in DEBUG: serve the static files too (in production, nginx does).
+    app = StaticFilesHandler(application)
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     def ready(address: tuple[str, int]) -> None:
         print(f"django_chat on {args.server}: http://{address[0]}:{address[1]}/", flush=True)
 
-    run(args.server, application, args.host, args.port, ready=ready)
+    run(args.server, app, args.host, args.port, ready=ready)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, HttpResponseForbidden, HttpResponseRedirect
 from django.middleware.csrf import get_token
+from django.templatetags.static import static
 from django.utils.html import escape
 from django.views.decorators.http import require_POST
 
@@ -79,20 +80,7 @@ name="csrfmiddlewaretoken" value="{csrf}"><input name="nickname" value="{nicknam
 nickname</button></form></p>
 <form id="f"><input id="m" autocomplete="off"><button>send</button></form>
 <pre id="log"></pre>
-<script>
-const log = document.getElementById("log");
-const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/ws/chat/lobby/");
-ws.onmessage = (event) => {{
-  const data = JSON.parse(event.data);
-  const lines = data.type === "hello" ? data.history : [data];
-  for (const line of lines) log.textContent += (line.user || "") + ": " + (line.text || line.error) + "\\n";
-}};
-document.getElementById("f").onsubmit = (event) => {{
-  event.preventDefault();
-  ws.send(document.getElementById("m").value);
-  document.getElementById("m").value = "";
-}};
-</script>
+<script src="{static}"></script>
 </body></html>
 """
 
@@ -105,6 +93,7 @@ def index(request: HttpRequest) -> HttpResponse:
             user=escape(request.user.get_username()),
             csrf=escape(get_token(request)),
             nickname=escape(request.session.get("nickname", "")),
+            static=escape(static("django_chat/chat.js")),
         )
     )
 
