@@ -197,6 +197,28 @@ def test_websocket_refuses_what_is_not_a_handler() -> None:
         websocket("chat")  # type: ignore[arg-type]
 
 
+def test_a_django_websocket_outside_a_django_route_says_how_to_route_it(
+    application: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.support.django_urls import Args
+    from ws4py_integrations import WebSocketMiddleware
+    from ws4py_integrations.wsgiref import make_server
+
+    server = make_server("127.0.0.1", 0, WebSocketMiddleware(application, {"/not-django/": Args}))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"ws://127.0.0.1:{server.server_address[1]}/not-django/"
+        with caplog.at_level(logging.ERROR), connect(url) as ws, pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.close_code == 1011
+        assert "Args has no Django request: route it with ws4py_integrations.django.websocket()" in caplog.text
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def test_the_runserver_command_is_djangos_with_our_server(application: Any) -> None:
     from django.contrib.staticfiles.management.commands.runserver import Command as StaticfilesCommand
     from django.core.management import get_commands, load_command_class

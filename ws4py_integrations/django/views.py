@@ -55,19 +55,29 @@ class DjangoWebSocket(WebSocket):
     ``self.kwargs`` are the URL's arguments, as a view gets them.
     """
 
+    def _handshake(self) -> tuple[HttpRequest, tuple[Any, ...], dict[str, Any]]:
+        try:
+            handshake: tuple[HttpRequest, tuple[Any, ...], dict[str, Any]] = self.environ[REQUEST_KEY]
+        except KeyError:
+            raise RuntimeError(
+                f"{type(self).__name__} has no Django request: route it with ws4py_integrations.django.websocket()"
+            ) from None
+        return handshake
+
     @property
     def request(self) -> HttpRequest:
-        return self.environ[REQUEST_KEY][0]
+        """The handshake's ``HttpRequest``."""
+        return self._handshake()[0]
 
     @property
     def args(self) -> tuple[Any, ...]:
-        args: tuple[Any, ...] = self.environ[REQUEST_KEY][1]
-        return args
+        """The URL's positional arguments."""
+        return self._handshake()[1]
 
     @property
     def kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = self.environ[REQUEST_KEY][2]
-        return kwargs
+        """The URL's keyword arguments."""
+        return self._handshake()[2]
 
 
 class DjangoBlockingWebSocket(BlockingWebSocket):
@@ -224,5 +234,4 @@ def _view(
     view.__name__ = view.__qualname__ = getattr(handler, "__name__", "websocket")
     view.__doc__ = handler.__doc__
     view.__module__ = handler.__module__
-    view.websocket_app = app  # type: ignore[attr-defined]
     return view
