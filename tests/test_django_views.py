@@ -51,7 +51,8 @@ def application(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         call_command("migrate", verbosity=0, interactive=False)
         User.objects.create_user("carol", password="carol-password")
         connections.close_all()
-        with override_settings(ROOT_URLCONF="tests.support.django_urls"):
+        middleware = [*settings.MIDDLEWARE, "tests.support.django_urls.TenantMiddleware"]
+        with override_settings(ROOT_URLCONF="tests.support.django_urls", MIDDLEWARE=middleware):
             yield get_wsgi_application()
 
 
@@ -72,6 +73,11 @@ def logged_in(app: Any) -> Any:
 def test_an_anonymous_handshake_gets_the_middleware_or_decorators_answer(webtest: Any) -> None:
     response = webtest.get("/ws/chat/lobby/", headers=UPGRADE, status=403)
     assert response.text == "log in first\n"
+
+
+def test_a_middleware_that_answers_refuses_the_upgrade_with_its_response(webtest: Any) -> None:
+    response = webtest.get("/ws/args/1/", headers={**UPGRADE, "X-Block": "1"}, status=403)
+    assert response.text == "blocked by middleware\n"
 
 
 def test_a_plain_get_of_a_route_is_refused_with_the_reason(webtest: Any) -> None:
@@ -114,10 +120,19 @@ def served(application: Any) -> Iterator[tuple[str, int]]:
         thread.join(10)
 
 
-def test_a_class_route_gets_positional_url_arguments_and_the_anonymous_user(served: tuple[str, int]) -> None:
+def test_a_class_route_gets_positional_url_arguments_the_anonymous_user_and_what_middleware_set(
+    served: tuple[str, int],
+) -> None:
     host, port = served
-    with connect(f"ws://{host}:{port}/ws/args/42/", subprotocols=["chat.v1"], open_timeout=10) as ws:  # type: ignore[list-item]
-        assert json.loads(ws.recv(timeout=10)) == {"args": ["42"], "kwargs": {}, "user": None, "subprotocol": "chat.v1"}
+    url = f"ws://{host}:{port}/ws/args/42/"
+    with connect(url, subprotocols=["chat.v1"], additional_headers={"X-Tenant": "acme"}, open_timeout=10) as ws:  # type: ignore[list-item]
+        assert json.loads(ws.recv(timeout=10)) == {
+            "args": ["42"],
+            "kwargs": {},
+            "user": None,
+            "subprotocol": "chat.v1",
+            "tenant": "acme",  # set by the project's middleware on the handshake
+        }
 
 
 def test_the_decorator_form_takes_options(served: tuple[str, int]) -> None:

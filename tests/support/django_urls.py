@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.urls import path, re_path
 
 from examples.django_chat.urls import urlpatterns as example_patterns
 from ws4py_integrations import Message
 from ws4py_integrations.django import DjangoBlockingWebSocket, DjangoWebSocket, websocket
+
+
+class TenantMiddleware:
+    """A project's own middleware: refuses requests marked ``X-Block``, tags the others."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if "HTTP_X_BLOCK" in request.META:
+            return HttpResponseForbidden("blocked by middleware\n", content_type="text/plain")
+        request.tenant = request.META.get("HTTP_X_TENANT")  # type: ignore[attr-defined]
+        return self.get_response(request)
 
 
 class Args(DjangoWebSocket):
@@ -24,6 +38,7 @@ class Args(DjangoWebSocket):
                     "kwargs": self.kwargs,
                     "user": user.get_username() if user.is_authenticated else None,
                     "subprotocol": self.subprotocol,
+                    "tenant": getattr(self.request, "tenant", None),
                 }
             )
         )
