@@ -10,6 +10,8 @@ import contextlib
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +23,7 @@ from websockets.frames import Frame, Opcode
 from websockets.sync.client import ClientConnection, connect
 
 from tests.support.client import RawClient, handshake_request
-from tests.support.django_chat import READY, create_database, log_in, server
+from tests.support.django_chat import READY, create_database, env, log_in, server
 from tests.support.process import ROOT, ServerProcess
 
 pytestmark = pytest.mark.timeout(90)
@@ -265,3 +267,18 @@ def test_a_function_route_is_refused_like_a_class_route(chat: ServerProcess) -> 
         assert status == 403
     finally:
         client.close()
+
+
+def test_the_examples_live_server_tests_pass(tmp_path: Path) -> None:
+    """Django's own test runner: a LiveServerTestCase whose live server hands WebSockets over."""
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.django_chat", "test", "examples.django_chat", "-v", "2"],
+        cwd=ROOT,
+        env=env(tmp_path / "db.sqlite3"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "Ran 2 tests" in result.stderr
+    assert "test_a_member_chats_and_the_line_is_stored" in result.stderr

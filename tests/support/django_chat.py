@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import os
 import re
 import subprocess
 import sys
@@ -34,7 +35,8 @@ def manage(db: Path, *args: str) -> str:
 
 
 def env(db: Path) -> dict[str, str]:
-    return {"DJANGO_CHAT_DB": str(db), "DJANGO_SETTINGS_MODULE": "examples.django_chat.settings"}
+    """This process's environment, with the example's settings on the database ``db``."""
+    return {**os.environ, "DJANGO_CHAT_DB": str(db), "DJANGO_SETTINGS_MODULE": "examples.django_chat.settings"}
 
 
 def create_database(db: Path) -> None:

@@ -152,9 +152,10 @@ class WSGIServer(basehttp.WSGIServer):  # type: ignore[misc]
         self._detached: set[int] = set()
         self._detached_lock = threading.Lock()
         super().__init__(server_address, handler_class, *args, **kwargs)
-        # The autoreloader ends the process with sys.exit() from its main
-        # thread: atexit is the one moment both it and Ctrl-C go through.
-        atexit.register(self.close_websockets)
+        if manager is None:
+            # The autoreloader ends the process with sys.exit() from its main
+            # thread: atexit is the one moment both it and Ctrl-C go through.
+            atexit.register(self.close_websockets)
 
     def mark_detached(self, sock: socket.socket) -> None:
         with self._detached_lock:
