@@ -117,7 +117,9 @@ def _with_db_cycle(cls: type[W]) -> type[W]:
     return derived
 
 
-def _bind_function(func: FunctionView, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _bind_function(
+    func: FunctionView, request: HttpRequest, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Callable[[BlockingWebSocket], None]:
     """The blocking handler of one connection: ``func(request, ws, *args, **kwargs)``,
     with the database connections released before, while waiting, and after."""
 
