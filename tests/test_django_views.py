@@ -9,6 +9,7 @@ import logging
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -320,6 +321,10 @@ def test_the_runserver_server_survives_a_view_that_raises_after_the_upgrade(
     with caplog.at_level(logging.ERROR), connect(f"ws://127.0.0.1:{port}/ws-raise", open_timeout=10) as ws:
         ws.send("still here")
         assert ws.recv(timeout=10) == "still here"
+        # Logged by the request thread, which may finish after the echo.
+        deadline = time.monotonic() + 10
+        while "after the upgrade" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert "after the upgrade" in caplog.text
 
 
