@@ -275,3 +275,46 @@ def test_the_examples_live_server_tests_pass(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-4000:]
     assert "Ran 2 tests" in result.stderr
     assert "test_a_member_chats_and_the_line_is_stored" in result.stderr
+
+
+def test_the_example_on_gunicorns_thread_worker_holds_more_websockets_than_threads(
+    database: Path, tmp_path: Path
+) -> None:
+    """Production: gunicorn's thread worker with two threads, twenty WebSockets, plain HTTP still served."""
+    pytest.importorskip("ws4py_integrations.gunicorn", reason="needs ws4py_integrations.gunicorn.ThreadWorker")
+    from tests.support.process import _gunicorn_has_control_socket
+
+    command = [
+        sys.executable, "-m", "gunicorn", "-k", "ws4py_integrations.gunicorn.ThreadWorker",
+        "--threads", "2", "-w", "1", "-b", "127.0.0.1:0",
+        *(["--no-control-socket"] if _gunicorn_has_control_socket() else []),
+        "examples.django_chat.wsgi:application",
+    ]  # fmt: skip
+
+    def answers(process: ServerProcess) -> bool:
+        try:
+            with urllib.request.urlopen(base(process) + "/login/", timeout=2) as response:
+                return bool(response.status == 200)
+        except OSError:
+            return False
+
+    process = ServerProcess(
+        command,
+        ready=r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)",
+        ready_stream="stderr",
+        probe=answers,
+        env=env(database),
+        log_path=tmp_path / "gunicorn.log",
+        name="gunicorn",
+    )
+    with process:
+        room = f"gunicorn-{process.port}"
+        cookie = log_in(base(process), "alice")
+        with contextlib.ExitStack() as stack:
+            sockets = [stack.enter_context(join(process, room, cookie)) for _ in range(20)]
+            for ws in sockets:
+                receive(ws)
+            log_in(base(process), "bob")  # the two threads are free
+            sockets[0].send("to all twenty")
+            for ws in sockets:
+                assert receive(ws)["text"] == "to all twenty"
