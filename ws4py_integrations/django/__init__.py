@@ -13,9 +13,19 @@ hand WebSocket connections over. Routes go in ``urls.py``::
         def received_message(self, message):
             self.manager.broadcast(f"{self.request.user}: {message.data}", self.kwargs["room"])
 
-    urlpatterns = [path("ws/chat/<str:room>/", websocket(Chat))]
+    def echo(request, ws, room):  # or a function, looping on a blocking WebSocket
+        for message in ws:
+            ws.send(message)
 
-In production, run the project on a server adapter that hands connections
+    urlpatterns = [
+        path("ws/chat/<str:room>/", websocket(Chat)),
+        path("ws/echo/<str:room>/", websocket(echo)),
+    ]
+
+Django's middleware runs on the handshake; database connections are
+released around every callback and before every ``receive()``, as Django's
+request cycle does. :mod:`ws4py_integrations.django.testing` lets
+``LiveServerTestCase`` test the routes. In production, run the project on a server adapter that hands connections
 over (gunicorn with a ``ws4py_integrations`` worker, CherryPy, gevent,
 wsgiref): the routes are the same.
 """
