@@ -318,3 +318,27 @@ def test_the_example_on_gunicorns_thread_worker_holds_more_websockets_than_threa
             sockets[0].send("to all twenty")
             for ws in sockets:
                 assert receive(ws)["text"] == "to all twenty"
+
+
+def test_manage_py_checks_which_runserver_wins(tmp_path: Path) -> None:
+    """The example's manage.py, from another directory; then with staticfiles listed first."""
+    manage_py = str(ROOT / "examples" / "django_chat" / "manage.py")
+    environment = env(tmp_path / "db.sqlite3")
+
+    def check(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, manage_py, "check", *args],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    ordered = check()
+    assert ordered.returncode == 0, ordered.stderr
+    assert "no issues" in ordered.stdout
+    misordered = check("--settings", "tests.support.django_misordered_settings", "--pythonpath", str(ROOT))
+    assert misordered.returncode == 0, misordered.stderr
+    assert "ws4py_integrations.W001" in misordered.stderr
+    assert "django.contrib.staticfiles" in misordered.stderr
