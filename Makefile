@@ -27,6 +27,8 @@ COVERED_TESTS := tests/unit tests/test_behaviour.py tests/test_handshake_wsgi.py
 COVERED_TESTS += tests/test_trusted_proxies.py tests/test_nginx.py
 COVERED_TESTS += tests/test_werkzeug.py tests/test_gunicorn_threads.py
 COVERED_TESTS += tests/test_engineio.py tests/test_engineio_api.py tests/test_engineio_load.py tests/test_engineio_node.py
+COVERED_TESTS += tests/test_blocking.py tests/test_behaviour_blocking.py
+COVERED_TESTS += tests/test_django.py tests/test_django_views.py
 
 # The whole test suite, as CI runs it: lint, types, tests, docs.
 test:

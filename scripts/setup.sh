@@ -24,7 +24,7 @@ stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -nt "$stamp" ]; then
   echo "setup: installing the package and its extras into .venv"
   .venv/bin/python -m pip install -q --disable-pip-version-check -U pip
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[cherrypy,gevent,gunicorn,redis,test,docs]"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[cherrypy,gevent,gunicorn,redis,django,test,docs]"
   touch "$stamp"
 fi
 

@@ -1,6 +1,7 @@
 """WebSocket endpoints (RFC 6455, RFC 7692) inside WSGI applications.
 
-Subclass :class:`WebSocket`, mount it with :class:`WebSocketWSGIApplication`
+Subclass :class:`WebSocket` (or write a function of a
+:class:`BlockingWebSocket`, see :mod:`ws4py_integrations.blocking`), mount it with :class:`WebSocketWSGIApplication`
 or :class:`WebSocketMiddleware`, and run the application on a server adapter:
 ``ws4py_integrations.wsgiref``, ``ws4py_integrations.cherrypy`` or
 ``ws4py_integrations.gevent``. How an adapter hands a connection over is
@@ -8,6 +9,7 @@ or :class:`WebSocketMiddleware`, and run the application on a server adapter:
 """
 
 from .adapter import HANDOVER_KEY, NO_HANDOVER_KEY, Handover
+from .blocking import BlockingWebSocket, HandlerPool, function_handler
 from .broker import Broker, BrokerError, BrokerUnavailable, InProcessBroker
 from .events import Message, Pong
 from .exceptions import HandshakeRejected, WebSocketClosed, WebSocketError
@@ -23,9 +25,11 @@ __all__ = [
     "HANDOVER_KEY",
     "NO_HANDOVER_KEY",
     "Accept",
+    "BlockingWebSocket",
     "Broker",
     "BrokerError",
     "BrokerUnavailable",
+    "HandlerPool",
     "Handover",
     "HandshakeRejected",
     "InProcessBroker",
@@ -41,5 +45,6 @@ __all__ = [
     "WebSocketOptions",
     "WebSocketWSGIApplication",
     "default_manager",
+    "function_handler",
     "negotiate",
 ]

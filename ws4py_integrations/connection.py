@@ -210,6 +210,7 @@ class Connection:
         "closed_reason",
         "environ",
         "finalized",
+        "holds_messages",
         "id",
         "is_tls",
         "latency",
@@ -277,6 +278,9 @@ class Connection:
         # Bytes read but not parsed yet: a read that brings more messages than
         # max_queue leaves the rest here until reading resumes.
         self._held = b""
+        # Set by a handler that takes messages later than received_message
+        # (the blocking API's receive()): it calls message_handled() itself.
+        self.holds_messages = False
         self._ping_payload: bytes | None = None
         self._ping_sent_at = 0.0
         self._keepalive_timer: TimerHandle | None = None
@@ -388,6 +392,16 @@ class Connection:
 
     def _handle_message(self, message: Message) -> None:
         self._dispatch(self.websocket.received_message, message)
+        if not self.holds_messages:
+            self.message_handled()
+
+    def message_handled(self) -> None:
+        """One received message is handled: it no longer counts toward ``max_queue``.
+
+        Called after ``received_message`` returns, or, when ``holds_messages``
+        is set, by the handler itself once it took the message (one thread at
+        a time, in order).
+        """
         self._handled += 1
         if self.reading_paused:
             limit = self.options.max_queue

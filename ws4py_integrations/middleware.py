@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from typing import Any, cast
 
 from .adapter import HANDOVER_KEY, NO_HANDOVER_KEY, Handover
+from .blocking import FunctionWebSocket, HandlerFunction, HandlerPool, as_handler_class
 from .connection import Connection
 from .handshake import Accept, Reject, negotiate
 from .manager import Manager, ThreadedManager
@@ -110,8 +111,17 @@ def _refuse_detached(sock: socket.socket, result: Reject) -> None:
     sock.close()
 
 
+Handler = type[WebSocket] | HandlerFunction
+
+
 class WebSocketWSGIApplication:
-    """A WSGI application that upgrades every request to a ``handler_cls`` WebSocket.
+    """A WSGI application that upgrades every request to a ``handler`` WebSocket.
+
+    ``handler`` is a :class:`WebSocket` subclass (callbacks) or a function
+    ``handler(ws)`` of a :class:`~ws4py_integrations.BlockingWebSocket` (a
+    loop; see :mod:`ws4py_integrations.blocking`), run on ``pool``
+    (:func:`~ws4py_integrations.blocking.default_pool` if ``None``).
+    ``handler_cls`` is another name for ``handler`` (ws4py's).
 
     Keyword options are those of :class:`~ws4py_integrations.WebSocketOptions`
     (limits, keepalive, ``protocols``, ``origins``, ``authorize``...).
@@ -120,15 +130,17 @@ class WebSocketWSGIApplication:
 
     def __init__(
         self,
-        handler_cls: type[WebSocket] = WebSocket,
+        handler: Handler = WebSocket,
         *,
+        handler_cls: Handler | None = None,
+        pool: HandlerPool | None = None,
         manager: Manager | None = None,
         options: WebSocketOptions | None = None,
         **kwargs: Any,
     ) -> None:
-        if not (isinstance(handler_cls, type) and issubclass(handler_cls, WebSocket)):
-            raise TypeError(f"handler_cls must be a WebSocket subclass, not {handler_cls!r}")
-        self.handler_cls = handler_cls
+        self.pool = pool
+        #: The WebSocket class of every connection (a function is wrapped once, here).
+        self.handler_cls = as_handler_class(handler_cls if handler_cls is not None else handler, pool)
         self.manager = manager
         self.options = WebSocketOptions.from_kwargs(options, **kwargs)
 
@@ -172,21 +184,37 @@ class WebSocketWSGIApplication:
             return self.manager
         return handover.manager if handover.manager is not None else default_manager()
 
-    def upgrade(self, environ: Mapping[str, Any], accept: Accept) -> WebSocket | None:
+    def upgrade(self, environ: Mapping[str, Any], accept: Accept, handler: Handler | None = None) -> WebSocket | None:
         """Take the connection of an accepted handshake (see :meth:`check`), send
         the 101 and hand it to the manager.
+
+        ``handler`` (a WebSocket subclass or a function) replaces the
+        application's for this connection: how a framework's view passes the
+        handler of its route (a function gets no class of its own per request).
 
         Returns the new WebSocket, or ``None`` when none came of it: the
         handler's constructor raised (the client gets a 500) or the client
         left during the handshake.
         """
+        func: HandlerFunction | None = None
+        if handler is None:
+            handler_cls = self.handler_cls
+        elif isinstance(handler, type):
+            handler_cls = as_handler_class(handler, self.pool)
+        elif callable(handler):
+            handler_cls, func = FunctionWebSocket, handler
+        else:
+            raise TypeError(f"a handler must be a WebSocket subclass or a function, not {handler!r}")
         handover: Handover = environ[HANDOVER_KEY]
         manager = self._manager_for(handover)
         sock, buffered = handover.detach()
         try:
-            conn = Connection(sock, accept, self.options, environ, manager, self.handler_cls)
+            conn = Connection(sock, accept, self.options, environ, manager, handler_cls)
+            if func is not None:
+                assert isinstance(conn.websocket, FunctionWebSocket)
+                conn.websocket.bind(func, self.pool)
         except Exception:
-            logger.exception("%s() raised; refusing the upgrade", self.handler_cls.__name__)
+            logger.exception("%s() raised; refusing the upgrade", handler_cls.__name__)
             _refuse_detached(sock, Reject(500, "the WebSocket handler could not be created"))
             return None
         try:
@@ -205,15 +233,16 @@ class WebSocketWSGIApplication:
 class WebSocketMiddleware:
     """Routes WebSocket endpoints by path; passes every other request to ``app``.
 
-    ``routes`` maps a ``PATH_INFO`` to a :class:`WebSocket` subclass or to a
-    ready :class:`WebSocketWSGIApplication` (for per-endpoint options).
-    Keyword options apply to routes given as classes.
+    ``routes`` maps a ``PATH_INFO`` to a :class:`WebSocket` subclass, a
+    function handler (see :mod:`ws4py_integrations.blocking`) or a ready
+    :class:`WebSocketWSGIApplication` (for per-endpoint options). Keyword
+    options apply to routes given as classes or functions.
     """
 
     def __init__(
         self,
         app: WSGIApp,
-        routes: Mapping[str, type[WebSocket] | WebSocketWSGIApplication],
+        routes: Mapping[str, Handler | WebSocketWSGIApplication],
         *,
         manager: Manager | None = None,
         **kwargs: Any,

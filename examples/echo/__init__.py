@@ -5,13 +5,16 @@
 - ``/ws``: every message echoed back, same type;
 - ``/broadcast``: every message received goes to every client of ``/broadcast``;
 - ``/``: a small page to try both from a browser.
+
+``--style blocking`` serves the same endpoints with blocking function
+handlers (:mod:`ws4py_integrations.blocking`) instead of callback classes.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from ws4py_integrations import Message, WebSocket, WebSocketMiddleware, WebSocketWSGIApplication
+from ws4py_integrations import BlockingWebSocket, Message, WebSocket, WebSocketMiddleware, WebSocketWSGIApplication
 
 #: The Autobahn testsuite sends messages up to 16 MiB; the library default is 1 MiB.
 MAX_MESSAGE_SIZE = 16 * 2**20
@@ -30,6 +33,26 @@ class BroadcastWebSocket(WebSocket):
 
     def received_message(self, message: Message) -> None:
         self.manager.broadcast(message.data, self.room)
+
+
+def echo(ws: BlockingWebSocket) -> None:
+    """``/ws`` in the blocking style."""
+    for message in ws:
+        ws.send(message)
+
+
+def broadcast(ws: BlockingWebSocket) -> None:
+    """``/broadcast`` in the blocking style."""
+    ws.join(BroadcastWebSocket.room)
+    for message in ws:
+        ws.manager.broadcast(message, BroadcastWebSocket.room)
+
+
+#: The handlers of each style.
+STYLES = {
+    "callbacks": {"/ws": EchoWebSocket, "/broadcast": BroadcastWebSocket},
+    "blocking": {"/ws": echo, "/broadcast": broadcast},
+}
 
 
 PAGE = b"""<!doctype html>
@@ -61,13 +84,11 @@ def index(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [PAGE]
 
 
-def make_app(**options: Any) -> WebSocketMiddleware:
-    """The echo WSGI application; ``options`` override the endpoint settings."""
+def make_app(style: Literal["callbacks", "blocking"] = "callbacks", **options: Any) -> WebSocketMiddleware:
+    """The echo WSGI application with handlers of ``style``; ``options`` override
+    the endpoint settings."""
     settings: dict[str, Any] = {"max_message_size": MAX_MESSAGE_SIZE, "max_send_buffer": 64 * 2**20, **options}
     return WebSocketMiddleware(
         index,
-        {
-            "/ws": WebSocketWSGIApplication(EchoWebSocket, **settings),
-            "/broadcast": WebSocketWSGIApplication(BroadcastWebSocket, **settings),
-        },
+        {path: WebSocketWSGIApplication(handler, **settings) for path, handler in STYLES[style].items()},
     )

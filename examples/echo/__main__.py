@@ -22,6 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=9001)
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve wss with this certificate and key")
+    parser.add_argument(
+        "--style",
+        choices=("callbacks", "blocking"),
+        default="callbacks",
+        help="WebSocket callback classes or blocking functions",
+    )
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument(
         "--ping-interval", type=float, default=20.0, metavar="SECONDS", help="seconds between keepalive pings"
@@ -34,11 +40,12 @@ def main(argv: list[str] | None = None) -> None:
     def ready(address: tuple[str, int]) -> None:
         scheme = "https" if args.tls else "http"
         print(
-            f"echo example on {args.server}: {scheme}://{address[0]}:{address[1]}/ (WebSocket at /ws and /broadcast)",
+            f"echo example on {args.server} ({args.style}): {scheme}://{address[0]}:{address[1]}/ (WebSocket at /ws and /broadcast)",
             flush=True,
         )
 
     app = make_app(
+        args.style,
         allowed_hosts=allowed_hosts(args.allowed_host),
         trusted_proxies=trusted_proxies(args.trusted_proxy),
         ping_interval=args.ping_interval,
