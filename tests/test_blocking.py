@@ -471,3 +471,24 @@ def test_echo_example_blocking_style(server_name: str) -> None:
                 assert one.recv(timeout=10) == "b"
                 one.send("c")
                 assert (one.recv(timeout=10), two.recv(timeout=10)) == ("c", "c")
+
+
+@pytest.mark.parametrize(
+    ("module", "missing", "hint"),
+    [("flask", "flask", "Flask"), ("bottle", "bottle", "bottle"), ("pyramid", "pyramid", "pyramid")],
+)
+def test_a_missing_framework_says_what_to_install(module: str, missing: str, hint: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.process import ROOT
+
+    code = (
+        f"import sys\nsys.modules[{missing!r}] = None\n"
+        f"try:\n    import ws4py_integrations.{module}\n"
+        "except ImportError as exc:\n    print(exc)\n"
+        "else:\n    print('no error')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert f"ws4py_integrations.{module} needs {hint}, which is not installed: pip install {hint}" in result.stdout

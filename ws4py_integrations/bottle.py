@@ -37,7 +37,7 @@ from .middleware import WebSocketWSGIApplication
 
 try:
     import bottle
-except ImportError as exc:  # pragma: no cover - needs an interpreter without bottle
+except ImportError as exc:  # pragma: no cover - checked in a fresh interpreter (tests/test_blocking.py)
     raise ImportError(
         f"ws4py_integrations.bottle needs bottle, which is not installed: pip install bottle ({exc})"
     ) from exc

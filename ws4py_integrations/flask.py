@@ -50,7 +50,7 @@ from .middleware import WebSocketWSGIApplication
 try:
     import flask
     from flask import Blueprint, Flask
-except ImportError as exc:  # pragma: no cover - exercised in a fresh interpreter by test_extras
+except ImportError as exc:  # pragma: no cover - checked in a fresh interpreter (tests/test_blocking.py)
     raise ImportError(
         f"ws4py_integrations.flask needs Flask, which is not installed: pip install Flask ({exc})"
     ) from exc

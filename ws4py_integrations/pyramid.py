@@ -43,7 +43,7 @@ try:
     from pyramid.request import Request
     from pyramid.response import Response
     from pyramid.scripting import prepare
-except ImportError as exc:  # pragma: no cover - needs an interpreter without pyramid
+except ImportError as exc:  # pragma: no cover - checked in a fresh interpreter (tests/test_blocking.py)
     raise ImportError(
         f"ws4py_integrations.pyramid needs pyramid, which is not installed: pip install pyramid ({exc})"
     ) from exc
