@@ -29,6 +29,7 @@ COVERED_TESTS += tests/test_werkzeug.py tests/test_gunicorn_threads.py
 COVERED_TESTS += tests/test_engineio.py tests/test_engineio_api.py tests/test_engineio_load.py tests/test_engineio_node.py
 COVERED_TESTS += tests/test_blocking.py tests/test_behaviour_blocking.py
 COVERED_TESTS += tests/test_django.py tests/test_django_views.py
+COVERED_TESTS += tests/test_flask.py tests/test_bottle.py tests/test_pyramid.py
 
 # The whole test suite, as CI runs it: lint, types, tests, docs.
 test:

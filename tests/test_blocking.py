@@ -3,6 +3,7 @@ the close that follows the function, the pool's bound, per-request handlers."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -36,6 +37,7 @@ seen: queue.Queue[tuple[str, Any]] = queue.Queue()
 hold_gate = threading.Event()
 pool_gate = threading.Event()
 POOL = HandlerPool(max_workers=1, max_pending=1, name="test-pool")
+POOL2 = HandlerPool(max_workers=1, max_pending=1, name="test-pool2")
 
 
 def expect(path: str, timeout: float = 10.0) -> Any:
@@ -85,6 +87,26 @@ def hold(ws: BlockingWebSocket) -> None:
     ws.receive()
 
 
+def api(ws: BlockingWebSocket) -> None:
+    ws.ping(b"are you there")
+    ws.join("lobby")
+    rooms = sorted(ws.rooms)
+    ws.leave("lobby")
+    ws.send(f"{ws.subprotocol} {rooms} {sorted(ws.rooms)} {ws.closed} {ws.close_code} {repr(ws).split()[0]}")
+    ws.close(4003, "bye")
+    seen.put(("/api", (ws.closed, ws.receive(timeout=10), ws.close_code, ws.close_reason)))
+
+
+def quick(ws: BlockingWebSocket) -> None:
+    seen.put(("/quick", ws.websocket))
+    ws.receive()
+
+
+def late(ws: BlockingWebSocket) -> None:
+    assert ws.receive() is None
+    ws.send("too late")  # raises WebSocketClosed: the function just ends
+
+
 def pooled(ws: BlockingWebSocket) -> None:
     seen.put(("/pool", ws.environ.get("QUERY_STRING")))
     pool_gate.wait(20)
@@ -103,7 +125,7 @@ def custom(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     name = query.get("name", ["nobody"])[0]
 
     def greet(ws: BlockingWebSocket) -> None:
-        ws.send(f"hello {name}")
+        ws.send(f"hello {name} on {threading.current_thread().name.rsplit('-', 1)[0]}")
         for message in ws:
             ws.send(message)
 
@@ -116,7 +138,7 @@ def custom(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return []
 
 
-custom_endpoint = WebSocketWSGIApplication(returns)
+custom_endpoint = WebSocketWSGIApplication(returns, pool=HandlerPool(4, 4, name="custom-pool"))
 
 
 def plain(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -135,6 +157,11 @@ def make_app() -> WebSocketMiddleware:
             "/raises": raises,
             "/hold": WebSocketWSGIApplication(hold, max_queue=4, compression=False),
             "/pool": WebSocketWSGIApplication(pooled, pool=POOL),
+            "/pool2": WebSocketWSGIApplication(pooled, pool=POOL2),
+            "/api": WebSocketWSGIApplication(api, protocols=["chat"]),
+            "/quick": WebSocketWSGIApplication(quick, max_queue=2, close_timeout=5, compression=False),
+            "/late": late,
+            "/nofunction": FunctionWebSocket,
         },
     )
 
@@ -245,6 +272,81 @@ def test_pool_queues_then_refuses_with_1013(server: RunningServer) -> None:
         time.sleep(0.01)
 
 
+def test_everything_the_function_can_call(server: RunningServer) -> None:
+    with connect(server.ws_url("/api"), open_timeout=10, subprotocols=["chat"]) as ws:  # type: ignore[list-item]
+        assert ws.recv(timeout=10) == "chat ['lobby'] [] False None <BlockingWebSocket"
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=10)
+    assert info.value.rcvd is not None and (info.value.rcvd.code, info.value.rcvd.reason) == (4003, "bye")
+    # After its own close(): closed at once; receive() waits for the end of the handshake, then None.
+    closed, message, code, reason = expect("/api")
+    assert (closed, message, code, reason) == (True, None, 4003, "bye")
+
+
+def test_returning_while_messages_keep_coming_still_closes_cleanly(server: RunningServer) -> None:
+    with client(server, "/quick") as ws:
+        websocket: WebSocket = expect("/quick")
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionClosed):  # the server may close while we send
+            for n in range(50):  # more than max_queue: reading pauses until the function ends
+                ws.send(f"m{n}")
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                ws.recv(timeout=10)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1000
+    # The server read the client's answer to its close (messages left were dropped,
+    # reading resumed): no waiting for close_timeout (5 s).
+    while websocket.close_code is None:
+        assert time.monotonic() - started < 3, "the closing handshake did not complete"
+        time.sleep(0.01)
+    assert time.monotonic() - started < 3, "the closing handshake waited for close_timeout"
+    assert websocket.close_code == 1000
+
+
+def test_sending_after_the_close_ends_the_function_quietly(
+    server: RunningServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="ws4py_integrations.blocking"):
+        with client(server, "/late") as ws:
+            ws.close()
+        deadline = time.monotonic() + 10
+        while not any("closed while sending" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, "the function did not end"
+            time.sleep(0.01)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("ws4py")]
+
+
+def test_a_function_websocket_without_a_function_closes_with_1011(server: RunningServer) -> None:
+    with client(server, "/nofunction") as ws, pytest.raises(ConnectionClosed) as info:
+        ws.recv(timeout=10)
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1011
+
+
+def test_a_connection_gone_before_its_function_starts(server: RunningServer) -> None:
+    pool_gate.clear()
+    with client(server, "/pool2?first") as first:
+        assert expect("/pool") == "first"
+        with client(server, "/pool2?second"):
+            deadline = time.monotonic() + 10
+            while POOL2.pending != 1:
+                assert time.monotonic() < deadline, "the second function was not queued"
+                time.sleep(0.01)
+        # Gone, server side too, while its function waited for the worker.
+        assert server.manager is not None
+        deadline = time.monotonic() + 10
+        while any(ws.environ.get("QUERY_STRING") == "second" for ws in server.manager.websockets):
+            assert time.monotonic() < deadline, "the server kept the second connection"
+            time.sleep(0.01)
+        pool_gate.set()
+        first.close()
+    deadline = time.monotonic() + 10
+    while POOL2.running or POOL2.pending:
+        assert time.monotonic() < deadline, "the pool did not empty"
+        time.sleep(0.01)
+    with pytest.raises(TimeoutError):
+        expect("/pool", timeout=0.2)  # the second function never ran
+
+
 @pytest.mark.parametrize("kind", ["function", "class"])
 def test_per_request_handler(server: RunningServer, kind: str) -> None:
     query = "name=ada" + ("&class" if kind == "class" else "")
@@ -252,7 +354,7 @@ def test_per_request_handler(server: RunningServer, kind: str) -> None:
         if kind == "class":
             assert ws.recv(timeout=10) == "class hello ada"
         else:
-            assert ws.recv(timeout=10) == "hello ada"
+            assert ws.recv(timeout=10) == "hello ada on custom-pool"
             ws.send("again")
             assert ws.recv(timeout=10) == "again"
 
@@ -294,6 +396,42 @@ def test_handlers_are_classes_or_functions() -> None:
         custom_endpoint.upgrade({}, None, handler=42)  # type: ignore[arg-type]
 
 
+def test_pool_frees_the_slot_of_a_job_killed_by_a_base_exception() -> None:
+    pool = HandlerPool(1, 0)
+    assert pool.submit(lambda: None)  # a thread runs it and ends
+    deadline = time.monotonic() + 10
+    while pool.running:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+    def killed() -> None:
+        raise KeyboardInterrupt
+
+    pool._running = 1  # as submit() counts the job _work then runs
+    with pytest.raises(KeyboardInterrupt):
+        pool._work(killed, None)
+    assert pool.running == 0
+
+
+def test_pool_hands_a_waiting_greenlet_job_to_its_own_kind_of_worker() -> None:
+    pool = HandlerPool(1, 1)
+    release, done = threading.Event(), threading.Event()
+    spawned: list[str] = []
+
+    def spawn(func: Any, *args: Any) -> None:
+        # What GeventManager._spawn does, on a thread instead of a hub.
+        spawned.append(threading.current_thread().name)
+        threading.Thread(target=func, args=args).start()
+
+    assert pool.submit(lambda: release.wait(10))
+    assert pool.submit(done.set, spawn)
+    assert (pool.running, pool.pending) == (1, 1)
+    assert not pool.submit(done.set, spawn)  # full
+    release.set()
+    assert done.wait(10)
+    assert len(spawned) == 1 and spawned[0].startswith("ws4py-handler")
+
+
 def test_pool_settings() -> None:
     with pytest.raises(ValueError, match="max_workers"):
         HandlerPool(max_workers=0)
@@ -333,3 +471,24 @@ def test_echo_example_blocking_style(server_name: str) -> None:
                 assert one.recv(timeout=10) == "b"
                 one.send("c")
                 assert (one.recv(timeout=10), two.recv(timeout=10)) == ("c", "c")
+
+
+@pytest.mark.parametrize(
+    ("module", "missing", "hint"),
+    [("flask", "flask", "Flask"), ("bottle", "bottle", "bottle"), ("pyramid", "pyramid", "pyramid")],
+)
+def test_a_missing_framework_says_what_to_install(module: str, missing: str, hint: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.support.process import ROOT
+
+    code = (
+        f"import sys\nsys.modules[{missing!r}] = None\n"
+        f"try:\n    import ws4py_integrations.{module}\n"
+        "except ImportError as exc:\n    print(exc)\n"
+        "else:\n    print('no error')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert f"ws4py_integrations.{module} needs {hint}, which is not installed: pip install {hint}" in result.stdout

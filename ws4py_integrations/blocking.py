@@ -60,9 +60,16 @@ HandlerFunction = Callable[["BlockingWebSocket"], object]
 _CLOSED = object()
 
 
-def _greenlets(manager: Manager) -> bool:
-    """Whether ``manager`` runs handlers on greenlets (a GeventManager in that mode)."""
-    return getattr(manager, "handlers", None) == "greenlets"
+#: Starts ``func(*args)`` on a greenlet of a hub, from any thread (``GeventManager._spawn``).
+Spawn = Callable[..., None]
+
+
+def _spawner(manager: Manager) -> Spawn | None:
+    """How ``manager`` starts greenlets if it runs handlers on them, else ``None``."""
+    if getattr(manager, "handlers", None) != "greenlets":
+        return None
+    spawn: Spawn = getattr(manager, "_spawn")  # noqa: B009  (a GeventManager's; Manager has none)
+    return spawn
 
 
 class HandlerPool:
@@ -88,7 +95,7 @@ class HandlerPool:
         self.name = name
         self._lock = threading.Lock()
         self._running = 0
-        self._pending: deque[tuple[Callable[[], None], bool]] = deque()
+        self._pending: deque[tuple[Callable[[], None], Spawn | None]] = deque()
         self._serial = 0
 
     @property
@@ -101,31 +108,32 @@ class HandlerPool:
         """Handlers waiting for a worker."""
         return len(self._pending)
 
-    def submit(self, job: Callable[[], None], greenlet: bool = False) -> bool:
-        """Run ``job`` on a worker (a greenlet of the calling thread's hub if
-        ``greenlet``), or queue it; ``False`` when the pool is full."""
+    def submit(self, job: Callable[[], None], spawn: Spawn | None = None) -> bool:
+        """Run ``job`` on a worker, or queue it; ``False`` when the pool is full.
+
+        The worker is a thread, or a greenlet started with ``spawn(func, *args)``
+        (a GeventManager's, which starts it on its hub from any thread).
+        """
         with self._lock:
             if self._running >= self.max_workers:
                 if len(self._pending) >= self.max_pending:
                     return False
-                self._pending.append((job, greenlet))
+                self._pending.append((job, spawn))
                 return True
             self._running += 1
-        self._launch(job, greenlet)
+        self._launch(job, spawn)
         return True
 
-    def _launch(self, job: Callable[[], None], greenlet: bool) -> None:
-        if greenlet:
-            import gevent
-
-            gevent.spawn(self._work, job, True)
+    def _launch(self, job: Callable[[], None], spawn: Spawn | None) -> None:
+        if spawn is not None:
+            spawn(self._work, job, spawn)
             return
         with self._lock:
             self._serial += 1
             name = f"{self.name}-{self._serial}"
-        threading.Thread(target=self._work, args=(job, False), name=name, daemon=True).start()
+        threading.Thread(target=self._work, args=(job, None), name=name, daemon=True).start()
 
-    def _work(self, job: Callable[[], None], greenlet: bool) -> None:
+    def _work(self, job: Callable[[], None], spawn: Spawn | None) -> None:
         while True:
             try:
                 job()
@@ -139,10 +147,10 @@ class HandlerPool:
                 if not self._pending:
                     self._running -= 1
                     return
-                job, wants_greenlet = self._pending.popleft()
-            if wants_greenlet != greenlet:
-                # Another kind of worker: hand the slot over to one.
-                self._launch(job, wants_greenlet)
+                job, wanted = self._pending.popleft()
+            if wanted != spawn:
+                # Another kind of worker (or another hub's): hand the slot over to one.
+                self._launch(job, wanted)
                 return
 
 
@@ -179,9 +187,8 @@ class BlockingWebSocket:
         :class:`TimeoutError` is raised. After the close, it returns ``None``
         at once, every time.
         """
+        # Made by opened(), which runs before the function starts.
         mailbox = self._ws._mailbox
-        if mailbox is None:
-            return None
         try:
             item = mailbox.get(timeout=timeout)
         except queue.Empty:
@@ -301,8 +308,8 @@ class FunctionWebSocket(WebSocket):
             self._pool = pool
 
     def opened(self) -> None:
-        greenlet = _greenlets(self.manager)
-        if greenlet:
+        spawn = _spawner(self.manager)
+        if spawn is not None:
             import gevent.queue
 
             self._mailbox = gevent.queue.Queue()
@@ -311,7 +318,7 @@ class FunctionWebSocket(WebSocket):
         if self._func is None:
             raise TypeError(f"{type(self).__name__} has no handler function")
         pool = self._pool if self._pool is not None else default_pool()
-        if not pool.submit(self._run, greenlet):
+        if not pool.submit(self._run, spawn):
             logger.warning(
                 "%s: refused (1013): %d handlers run and %d wait in pool %r (max_workers=%d, max_pending=%d)",
                 self._connection.id,
@@ -333,8 +340,8 @@ class FunctionWebSocket(WebSocket):
             self._connection.message_handled()
 
     def closed(self, code: int, reason: str = "") -> None:
-        if self._mailbox is not None:
-            self._mailbox.put(_CLOSED)
+        # After opened(), which made the mailbox: a connection starts with it.
+        self._mailbox.put(_CLOSED)
 
     def _stop_receiving(self) -> None:
         """Nobody will receive(): drop what waits and what comes, so reading

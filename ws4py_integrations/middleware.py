@@ -229,6 +229,17 @@ class WebSocketWSGIApplication:
         handover.upgraded(conn.websocket)
         return conn.websocket
 
+    def handshake(self, environ: Mapping[str, Any], handler: Handler | None = None) -> Reject | None:
+        """:meth:`check`, then :meth:`upgrade` with ``handler`` if accepted: for a
+        framework's view. Returns the refusal, for the view to answer as its
+        framework does, or ``None`` once upgraded (the view's response is then
+        ignored by the server adapter)."""
+        result = self.check(environ)
+        if isinstance(result, Reject):
+            return result
+        self.upgrade(environ, result, handler)
+        return None
+
 
 class WebSocketMiddleware:
     """Routes WebSocket endpoints by path; passes every other request to ``app``.
