@@ -706,6 +706,10 @@ class Server:
                 count += 1
         return count
 
+    def close(self) -> None:
+        """Release the broker (its subscriber, its Redis connections); idempotent."""
+        self._broker.close()
+
     def emitter(self) -> Emitter:
         """An :class:`Emitter` on this server's broker."""
         return Emitter(self._broker)
