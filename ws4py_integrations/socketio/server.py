@@ -299,7 +299,8 @@ class Server:
         if self._eio is None:
             from ..engineio import EngineIOServer
 
-            self._eio = EngineIOServer(handler=self._handler, **self.engineio_options)
+            options = {"path": None, **self.engineio_options}
+            self._eio = EngineIOServer(self._handler, **options)
         return self._eio
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
