@@ -4,16 +4,21 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import socketio
 import websocket
 
+from tests.support import in_ci
 from tests.support.process import ServerProcess
 
 TIMEOUT = 10.0
@@ -198,3 +203,33 @@ def test_bare_engineio_echo(echo: ServerProcess) -> None:
         assert _recv_not_ping(ws) == b"\x07"
     finally:
         ws.close()
+
+
+NODE_CLIENT = Path(__file__).parent / "support" / "socketio_node_client.js"
+NODE_MODULES = Path(__file__).parent.parent / "examples" / "chat_socketio" / "node_modules"
+
+
+@pytest.mark.parametrize("transports", ["polling", "websocket", "polling,websocket"])
+def test_official_node_client(echo: ServerProcess, transports: str) -> None:
+    node = shutil.which("node")
+    if node is None or not (NODE_MODULES / "socket.io-client").is_dir():
+        message = "node and socket.io-client are needed (bash scripts/setup-node.sh)"
+        if in_ci():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    env = {**os.environ, "NODE_PATH": str(NODE_MODULES)}
+    done = subprocess.run(
+        [node, str(NODE_CLIENT), url(echo), transports], capture_output=True, text=True, timeout=30, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert results == {
+        "error": None,
+        "auth": {"token": "node"},
+        "back": [1, "2", {"3": [True]}],
+        "ack": "x",
+        "binary": [1, 2, 3],
+        "custom": True,
+        "refused": "Invalid namespace",
+        "transport": transports.split(",")[-1],
+    }
