@@ -194,6 +194,20 @@ class Manager(abc.ABC):
             conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._watch(conn, buffered)
 
+    def watch_socket(self, endpoint: Any, buffered: bytes = b"") -> None:
+        """Watch a socket that carries no WebSocket (Engine.IO's held long-polling
+        responses), as the backend watches a :class:`Connection`'s.
+
+        ``endpoint`` offers what the backend uses of a connection: ``sock``,
+        ``lock`` (from :meth:`new_lock`), ``id``, ``is_tls``, ``finalized``,
+        ``reading_paused``, ``start(buffered)``, ``read()`` (called when the
+        socket is readable; ``False`` once done), ``on_writable()`` (after
+        :meth:`want_write`; ``True`` to keep watching) and ``abort()``. It is
+        in no registry (nor in :meth:`stats`); :meth:`connection_lost` ends it.
+        """
+        self.start()
+        self._watch(endpoint, buffered)
+
     def wait_released(self, websocket: WebSocket, timeout: float | None = None) -> bool:
         """Wait until the manager is done with ``websocket``'s socket; ``False`` on timeout.
 

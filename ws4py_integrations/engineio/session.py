@@ -1,0 +1,512 @@
+"""One Engine.IO session (:class:`EngineIOSocket`) and what carries it: held
+long-polling responses and the WebSocket transport."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..connection import RLockLike, TimerHandle
+from ..events import Message
+from ..exceptions import WebSocketClosed
+from ..manager import Manager
+from ..websocket import WebSocket
+from .packets import PacketError, PacketType, decode_text_packet, encode_payload, encode_polling_packet
+
+if TYPE_CHECKING:
+    from .server import EngineIOServer
+
+__all__ = ["EngineIOHandler", "EngineIOSocket", "Refuse"]
+
+logger = logging.getLogger("ws4py_integrations.engineio")
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# How long a answered held response waits for the client to close its side
+# before the socket is closed anyway.
+_LINGER = 5.0
+#: Environ key of the session (and role) a WebSocket transport is opened for.
+SESSION_KEY = "ws4py_integrations.engineio.session"
+
+
+class Refuse(Exception):
+    """Raised by :meth:`EngineIOHandler.connect` to refuse a session.
+
+    The handshake is answered ``status`` (403 by default) with the reference
+    server's error body ``{"code": 4, "message": message}``.
+    """
+
+    def __init__(self, message: str = "Forbidden", status: int = 403) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class EngineIOHandler(Protocol):
+    """What an :class:`~ws4py_integrations.engineio.EngineIOServer` calls.
+
+    ``connect`` runs on the handshake's request thread, before the client
+    gets its session ID: raise :class:`Refuse` to refuse it (403). ``message``
+    and ``disconnect`` run on the manager, in order and one at a time per
+    session (a handler that blocks delays only its own session).
+    ``disconnect`` is called once per session that ``connect`` accepted.
+    """
+
+    def connect(self, socket: EngineIOSocket) -> None: ...
+
+    def message(self, socket: EngineIOSocket, data: str | bytes) -> None: ...
+
+    def disconnect(self, socket: EngineIOSocket, reason: str) -> None: ...
+
+
+class _Poll(Protocol):
+    def respond(self, body: bytes) -> None: ...
+
+
+class EngineIOSocket:
+    """One Engine.IO session, on whichever transport carries it now.
+
+    :attr:`sid` is the session ID, :attr:`environ` the handshake's WSGI
+    environ (less the server's streams), :attr:`transport` ``"polling"`` or
+    ``"websocket"`` (it changes on an upgrade). :meth:`send` and
+    :meth:`close` are safe from any thread and never wait for the network.
+    """
+
+    def __init__(
+        self, server: EngineIOServer, sid: str, environ: Mapping[str, Any], transport: str, manager: Manager
+    ) -> None:
+        self.sid = sid
+        self.environ = environ
+        self.transport = transport
+        #: ``True`` once the session is over (``disconnect`` follows or ran).
+        self.closed = False
+        #: The manager that runs this session's callbacks and timers.
+        self.manager = manager
+        # For the manager's log lines (it keys callback queues by this object).
+        self.id = f"eio:{sid[:8]}"
+        self._server = server
+        self._lock: RLockLike = manager.new_lock()
+        # Packets for the long-polling transport, not yet sent: (type, data).
+        self._outbox: list[tuple[PacketType, str | bytes]] = []
+        self._outbox_size = 0
+        self._poll: _Poll | None = None
+        self._posting = False
+        self._ws: _EngineWebSocket | None = None
+        self._probe: _EngineWebSocket | None = None
+        self._upgrading = False
+        self._ping_timer: TimerHandle | None = None
+        self._pong_timer: TimerHandle | None = None
+        self._ping_sent = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else self.transport
+        return f"<EngineIOSocket {self.sid} {state}>"
+
+    # -- the application's side ----------------------------------------------------
+
+    def send(self, data: str | bytes) -> None:
+        """Send one message: ``str`` as text, bytes as binary.
+
+        Never blocks: packets wait in a buffer bounded by the server's
+        ``max_buffer`` (a session that lets more than that pile up is closed
+        as too slow). Ignored once the session is closed.
+        """
+        if isinstance(data, (bytearray, memoryview)):
+            data = bytes(data)
+        if not isinstance(data, (str, bytes)):
+            raise TypeError(f"an Engine.IO message is str or bytes, not {type(data).__name__}")
+        self._send_packet(PacketType.MESSAGE, data)
+
+    def close(self) -> None:
+        """Close the session (the client gets a close packet); idempotent."""
+        self._close("forced close")
+
+    # -- sending ----------------------------------------------------------------
+
+    def _send_packet(self, kind: PacketType, data: str | bytes = "") -> None:
+        with self._lock:
+            if self.closed:
+                return
+            ws = self._ws
+            if ws is None:
+                self._outbox.append((kind, data))
+                self._outbox_size += len(data) + 1
+                limit = self._server.max_buffer
+                if limit is not None and self._outbox_size > limit:
+                    logger.warning(
+                        "%s: closing: %d bytes wait for the client, more than max_buffer=%d (client too slow)",
+                        self.id,
+                        self._outbox_size,
+                        limit,
+                    )
+                    self._close("transport error")
+                    return
+                self._flush_poll()
+                return
+            _ws_send(ws, kind, data)
+
+    def _take_payload(self) -> bytes:
+        """The waiting packets as one long-polling payload (lock held)."""
+        body = encode_payload([encode_polling_packet(kind, data) for kind, data in self._outbox])
+        self._outbox = []
+        self._outbox_size = 0
+        return body
+
+    def _flush_poll(self) -> None:
+        """Answer the held GET if packets wait (lock held)."""
+        poll = self._poll
+        if poll is not None and self._outbox:
+            self._poll = None
+            poll.respond(self._take_payload())
+
+    # -- heartbeat ----------------------------------------------------------------
+
+    def _schedule_ping(self) -> None:
+        # With the lock held, or before the session is visible. The pong is
+        # due ping_interval + ping_timeout from now: one deadline, so that
+        # timer latency does not add up between the ping and its timeout.
+        server = self._server
+        self._ping_sent = False
+        self._ping_timer = self.manager.call_later(server.ping_interval, self._ping)
+        self._pong_timer = self.manager.call_later(server.ping_interval + server.ping_timeout, self._pong_missed)
+
+    def _ping(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self._ping_sent = True
+            self._send_packet(PacketType.PING)
+
+    def _pong_missed(self) -> None:
+        logger.info("%s: no pong within %gs; closing", self.id, self._server.ping_timeout)
+        self._close("ping timeout")
+
+    def _ponged(self) -> None:
+        with self._lock:
+            if self.closed or not self._ping_sent:
+                return  # a pong nobody asked for
+            if self._pong_timer is not None:
+                self._pong_timer.cancel()
+            self._schedule_ping()
+
+    # -- receiving -------------------------------------------------------------------
+
+    def _schedule(self, func: Callable[..., Any], *args: Any) -> None:
+        # The manager keys its ordered callback queues by any object with an id.
+        manager: Any = self.manager
+        manager.schedule(self, func, *args)
+
+    def _receive(self, kind: PacketType, data: str | bytes) -> bool:
+        """Handle one packet from the client; ``False`` if it was invalid (the session is closed)."""
+        if kind is PacketType.MESSAGE:
+            self._schedule(self._server.handler.message, self, data)
+        elif kind is PacketType.PONG:
+            self._ponged()
+        elif kind is PacketType.CLOSE:
+            self._close("transport close", by_client=True)
+        elif kind is not PacketType.NOOP and not (kind is PacketType.UPGRADE and self.transport == "polling"):
+            # open, or ping (the server pings in v4), or upgrade on a WebSocket.
+            logger.info("%s: unexpected %s packet from the client; closing", self.id, kind.name.lower())
+            self._close("parse error")
+            return False
+        return True
+
+    # -- long polling ---------------------------------------------------------------
+
+    def _poll_lost(self, poll: _Poll) -> None:
+        """A held GET's client left before it was answered."""
+        with self._lock:
+            if self._poll is poll:
+                self._poll = None
+
+    # -- WebSocket ---------------------------------------------------------------
+
+    def _attach_ws(self, ws: _EngineWebSocket, open_packet: str) -> None:
+        """A session opened on the WebSocket transport: send the open packet, then what waits."""
+        with self._lock:
+            if self.closed:
+                ws.close()
+                return
+            _ws_send(ws, PacketType.OPEN, open_packet)
+            self._ws = ws
+            for kind, data in self._outbox:
+                _ws_send(ws, kind, data)
+            self._outbox = []
+            self._outbox_size = 0
+
+    def _start_probe(self, ws: _EngineWebSocket) -> bool:
+        with self._lock:
+            if self.closed or self._ws is not None or self._probe is not None or self.transport != "polling":
+                return False
+            self._probe = ws
+            return True
+
+    def _probe_message(self, ws: _EngineWebSocket, data: str | bytes) -> None:
+        with self._lock:
+            if self._probe is not ws or self.closed:
+                ws.close()
+                return
+            if data == "2probe" and not self._upgrading:
+                self._upgrading = True
+                _ws_send(ws, PacketType.PONG, "probe")
+                # The pending GET ends cleanly; GETs until the upgrade get a noop.
+                poll, self._poll = self._poll, None
+                if poll is not None:
+                    poll.respond(b"6")
+                return
+            if data == "5" and self._upgrading:
+                self._upgrading = False
+                self._probe = None
+                self._ws = ws
+                ws.role = "main"
+                self.transport = "websocket"
+                poll, self._poll = self._poll, None
+                if poll is not None:
+                    poll.respond(b"6")
+                for kind, payload in self._outbox:
+                    _ws_send(ws, kind, payload)
+                self._outbox = []
+                self._outbox_size = 0
+                logger.debug("%s: upgraded to WebSocket", self.id)
+                return
+        logger.info("%s: invalid packet %r during the upgrade; dropping the probe", self.id, data[:20])
+        self._probe_closed(ws)
+        ws.close()
+
+    def _probe_closed(self, ws: _EngineWebSocket) -> None:
+        with self._lock:
+            if self._probe is ws:
+                self._probe = None
+                self._upgrading = False
+
+    def _ws_message(self, ws: _EngineWebSocket, data: str | bytes) -> None:
+        if ws is not self._ws:
+            return
+        if isinstance(data, bytes):
+            self._receive(PacketType.MESSAGE, data)
+            return
+        try:
+            kind, payload = decode_text_packet(data)
+        except PacketError as exc:
+            logger.info("%s: %s; closing", self.id, exc)
+            self._close("parse error")
+            return
+        self._receive(kind, payload)
+
+    # -- closing ---------------------------------------------------------------------
+
+    def _close(self, reason: str, *, by_client: bool = False) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            for timer in (self._ping_timer, self._pong_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._ping_timer = self._pong_timer = None
+            poll, self._poll = self._poll, None
+            ws, probe = self._ws, self._probe
+            self._ws = self._probe = None
+            self._outbox = []
+            self._outbox_size = 0
+        self._server._forget(self)
+        logger.debug("%s: closed (%s)", self.id, reason)
+        if poll is not None:
+            # A close from the client ends the pending GET with a noop, ours with a close packet.
+            poll.respond(b"6" if by_client else b"1")
+        if ws is not None:
+            if not by_client:
+                _ws_send(ws, PacketType.CLOSE)
+            ws.close()
+        if probe is not None:
+            probe.close()
+        self._schedule(self._server.handler.disconnect, self, reason)
+
+
+def _ws_send(ws: WebSocket, kind: PacketType, data: str | bytes = "") -> None:
+    try:
+        if isinstance(data, bytes):
+            ws.send(data)
+        else:
+            ws.send(f"{int(kind)}{data}")
+    except WebSocketClosed:
+        pass  # its closed() callback ends the session
+
+
+class _EngineWebSocket(WebSocket):
+    """The WebSocket transport of one session (or a probe for an upgrade)."""
+
+    role = "main"
+    session: EngineIOSocket | None = None
+
+    def opened(self) -> None:
+        session, role, open_packet = self.environ.get(SESSION_KEY, (None, "", ""))
+        if not isinstance(session, EngineIOSocket):
+            self.close()
+            return
+        self.session = session
+        self.role = role
+        if role == "main":
+            session._attach_ws(self, open_packet)
+        elif not session._start_probe(self):
+            # The session was upgraded already, or is being upgraded: as the
+            # reference server does, the second WebSocket is closed at once.
+            self.session = None
+            self.close()
+
+    def received_message(self, message: Message) -> None:
+        session = self.session
+        if session is None:
+            return
+        if self.role == "probe":
+            session._probe_message(self, message.data)
+        else:
+            session._ws_message(self, message.data)
+
+    def closed(self, code: int, reason: str = "") -> None:
+        session = self.session
+        if session is None:
+            return
+        if self.role == "probe":
+            session._probe_closed(self)
+        elif session._ws is self:
+            session._close("transport close", by_client=True)
+
+
+class HeldPoll:
+    """A long-polling GET taken from its server, answered later by the manager.
+
+    The server thread is free as soon as the request is detached; the answer
+    (one payload, with ``Connection: close``: the connection cannot go back to
+    its server for the next request) is written without blocking, the rest
+    when the socket is writable. Then the socket is half-closed and closed
+    once the client closes (or after a few seconds).
+    """
+
+    reading_paused = False
+
+    def __init__(self, session: EngineIOSocket, sock: socket.socket, head: bytes) -> None:
+        self.id = f"{session.id}:poll"
+        self.sock = sock
+        self.is_tls = isinstance(sock, ssl.SSLSocket)
+        self.finalized = False
+        self._session = session
+        self._manager = session.manager
+        self.lock: RLockLike = self._manager.new_lock()
+        # The response head, less Content-Length and the blank line.
+        self._head = head
+        self._out = b""
+        self._answered = False
+        self._linger: TimerHandle | None = None
+        sock.setblocking(False)
+
+    # -- what the manager calls ---------------------------------------------------
+
+    def start(self, buffered: bytes) -> None:
+        """Bytes past the request head are not ours to read (``Connection: close``)."""
+
+    def read(self) -> bool:
+        with self.lock:
+            if self.finalized:
+                return False
+            try:
+                data = self.sock.recv(4096)
+            except _WOULD_BLOCK:
+                return True
+            except OSError:
+                data = b""
+            if data:
+                return True  # nothing is expected; whatever it is goes unread
+        self.abort()  # the client hung up
+        return False
+
+    def on_writable(self) -> bool:
+        if self.finalized:
+            return False
+        self._write()
+        return bool(self._out) and not self.finalized
+
+    def abort(self) -> None:
+        with self.lock:
+            if self.finalized:
+                return
+            self.finalized = True
+            if self._linger is not None:
+                self._linger.cancel()
+        self._manager.connection_lost(self)  # type: ignore[arg-type]
+        if not self._answered:
+            self._session._poll_lost(self)
+
+    # -- what the session calls ---------------------------------------------------
+
+    def respond(self, body: bytes) -> None:
+        """Answer the GET with ``body`` (from any thread, never waits)."""
+        with self.lock:
+            if self._answered or self.finalized:
+                return
+            self._answered = True
+            self._out = b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body)
+            self._write()
+
+    def _write(self) -> None:
+        # With self.lock held.
+        try:
+            sent = self.sock.send(self._out)
+        except _WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            logger.debug("%s: the client left: %s", self.id, exc)
+            self.abort()
+            return
+        self._out = self._out[sent:]
+        if self._out:
+            self._manager.want_write(self)  # type: ignore[arg-type]
+            return
+        # Done: tell the client, and wait a little for it to close first (no RST).
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        self._linger = self._manager.call_later(_LINGER, self.abort)
+
+
+class BlockingPoll:
+    """A long-polling GET held on its server thread (servers without a handover)."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._body: bytes | None = None
+
+    def respond(self, body: bytes) -> None:
+        with self._lock:
+            if self._body is None:
+                self._body = body
+        self._event.set()
+
+    def wait(self, timeout: float) -> None:
+        self._event.wait(timeout)
+
+    def finish(self) -> bytes:
+        """The answer, or a noop if none came (a later one is dropped)."""
+        with self._lock:
+            if self._body is None:
+                self._body = b"6"
+            return self._body
+
+
+def open_packet(server: EngineIOServer, sid: str, upgrades: list[str]) -> str:
+    """The data of the open packet of a new session."""
+    return json.dumps(
+        {
+            "sid": sid,
+            "upgrades": upgrades,
+            "pingInterval": round(server.ping_interval * 1000),
+            "pingTimeout": round(server.ping_timeout * 1000),
+            "maxPayload": server.max_payload,
+        },
+        separators=(",", ":"),
+    )
