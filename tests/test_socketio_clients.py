@@ -171,13 +171,19 @@ def test_malformed_packet_closes_only_that_session(echo: ServerProcess, bad: str
         _recv_not_ping(ws)
         _recv_not_ping(ws)
         ws.send(bad)
-        assert _closed(ws)
+        try:
+            assert _closed(ws)
+        finally:
+            ws.close()
         assert bystander.call("message-with-ack", "fine", timeout=TIMEOUT) == "fine"
 
 
 def test_no_connect_packet_closes_after_connect_timeout(echo: ServerProcess) -> None:
     ws = _raw(echo)
-    assert _closed(ws)
+    try:
+        assert _closed(ws)
+    finally:
+        ws.close()
 
 
 def test_polling_handshake_and_plain_pages(echo: ServerProcess) -> None:

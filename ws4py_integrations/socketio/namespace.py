@@ -11,7 +11,7 @@ and an access control list decides which of those methods it may call yet.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ class Namespace:
     def disconnect(self, sid: str) -> None:
         self.server.disconnect(sid, self.namespace)
 
-    def get_environ(self, sid: str) -> dict[str, Any] | None:
+    def get_environ(self, sid: str) -> Mapping[str, Any] | None:
         return self.server.get_environ(sid, self.namespace)
 
     def session(self, sid: str) -> UserSession:
@@ -121,7 +121,7 @@ class BaseNamespace:
     #: The namespace a subclass serves when registered without one.
     namespace = "/"
 
-    def __init__(self, server: Server, sid: str, namespace: str, environ: dict[str, Any], auth: Any) -> None:
+    def __init__(self, server: Server, sid: str, namespace: str, environ: Mapping[str, Any], auth: Any) -> None:
         self.server = server
         self.sid = sid
         self.ns_name = namespace

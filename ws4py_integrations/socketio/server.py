@@ -8,7 +8,7 @@ import json
 import logging
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
 from . import packet as pk
@@ -38,7 +38,7 @@ class EngineSocket(Protocol):
     @property
     def sid(self) -> str: ...
     @property
-    def environ(self) -> dict[str, Any]: ...
+    def environ(self) -> Mapping[str, Any]: ...
     @property
     def closed(self) -> bool: ...
     def send(self, data: str | bytes) -> None: ...
@@ -483,7 +483,7 @@ class Server:
             for messages in pending:
                 client.send(messages)
 
-    def _call_connect(self, sock: _Socket, environ: dict[str, Any]) -> Any:
+    def _call_connect(self, sock: _Socket, environ: Mapping[str, Any]) -> Any:
         ns = sock.namespace
         cls = self._namespace_classes.get(ns)
         if cls is not None:
@@ -761,7 +761,7 @@ class Server:
 
     # -- per-client state ---------------------------------------------------------------------
 
-    def get_environ(self, sid: str, namespace: str | None = None) -> dict[str, Any] | None:
+    def get_environ(self, sid: str, namespace: str | None = None) -> Mapping[str, Any] | None:
         """The WSGI environ of client ``sid``'s Engine.IO handshake request."""
         sock = self._socket(sid, namespace, required=False)
         return None if sock is None else sock.client.eio.environ
