@@ -264,10 +264,12 @@ def test_emit_during_connect_waits_for_the_connect_answer() -> None:
     def connect(sid: str, environ: dict[str, Any]) -> None:
         sio.emit("welcome", to=sid)
         sio.enter_room(sid, "lobby")
+        sio.emit("room", to="lobby")
 
     eio = FakeEngine(sio)
     sid = eio.connect()
     assert eio.recv() == '2["welcome"]'
+    assert eio.recv() == '2["room"]'
     assert sio.rooms(sid) == sorted([sid, "lobby"])
 
 

@@ -136,13 +136,19 @@ class _Socket:
                 self.next_id += 1
                 self.acks[ack_id] = callback
             packet.id = ack_id
-        messages = pk.encode(packet)
+        self.send_messages(pk.encode(packet))
+
+    def send_messages(self, messages: list[str | bytes]) -> bool:
+        """Send an encoded packet; ``False`` if this socket is gone."""
         with self.client.lock:
-            if not self.connected and not self.gone:
+            if self.gone:
+                return False
+            if not self.connected:
                 # An emit from the connect handler: sent once the CONNECT answer is.
                 self.pending.append(messages)
-                return
+                return True
         self.client.send(messages)
+        return True
 
 
 class _Client:
@@ -700,12 +706,7 @@ class Server:
                 ns_rooms = self._rooms.get(namespace, {})
                 sids = set().union(*(ns_rooms.get(r, ()) for r in rooms)) if rooms else set()
             socks = [self._sockets[sid] for sid in sids - skip if sid in self._sockets]
-        count = 0
-        for sock in socks:
-            if sock.connected and not sock.gone:
-                sock.client.send(messages)
-                count += 1
-        return count
+        return sum(1 for sock in socks if sock.send_messages(messages))
 
     def close(self) -> None:
         """Release the broker (its subscriber, its Redis connections); idempotent."""
