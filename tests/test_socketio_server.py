@@ -548,3 +548,67 @@ def test_middleware_routes() -> None:
     assert SocketIOMiddleware(None, sio)({"PATH_INFO": "/"}, lambda s, h: statuses.append(s)) == [b"not found\n"]
     assert statuses == ["404 Not Found"]
     assert calls == ["sio", "sio", "app"]
+
+
+def test_edges(caplog: pytest.LogCaptureFixture) -> None:
+    from ws4py_integrations.socketio._runner import SerialRunner, Timers
+    from ws4py_integrations.socketio.server import _BrokerTarget, _positional_count
+
+    assert _positional_count(print) == 99  # no signature: everything
+    assert _positional_count(lambda *a: None) == 99
+    sio = Server(connect_timeout=0)  # no connect timeout at all
+    target = _BrokerTarget(sio)
+    with caplog.at_level(logging.WARNING, "ws4py_integrations.socketio"):
+        assert target.broadcast_local(b"binary") == 0
+        assert target.broadcast_local("{not json") == 0
+        assert target.broadcast_local('{"ns": "/"}') == 0
+    assert "non-text message" in caplog.text and "malformed emit" in caplog.text
+    with pytest.raises(TypeError):
+        sio.emit(1, to="x")  # type: ignore[arg-type]
+    eio = FakeEngine(sio)
+    eio.connect()
+    eio.feed("0/nsp,")  # "/nsp" has no handler: refused
+    assert eio.recv() == '4/nsp,{"message":"Invalid namespace"}'
+    # callbacks for a gone engine session and unknown sessions are ignored
+    eio.close()
+    eio.close()
+    sio.engine_handler.message(eio, '2["x"]')
+    sio.engine_handler.disconnect(eio, "again")
+
+    caplog.clear()
+    with caplog.at_level(logging.ERROR, "ws4py_integrations.socketio"):
+        done = threading.Event()
+        runner = SerialRunner("t")
+        runner.submit(lambda: 1 / 0)
+        runner.submit(done.set)
+        assert done.wait(TIMEOUT)
+        fired = threading.Event()
+        timers = Timers()
+        timers.call_later(0.01, lambda: 1 / 0)
+        timers.call_later(0.05, lambda: None).cancel()
+        timers.call_later(0.1, fired.set)
+        assert fired.wait(TIMEOUT)
+    assert "t: handler" in caplog.text
+    assert "timer callback" in caplog.text
+
+
+def test_class_namespace_without_connect_and_disconnect_handlers() -> None:
+    class Quiet(Namespace):
+        def on_x(self, sid: str) -> int:
+            return 1
+
+    class Silent(BaseNamespace):
+        def get_initial_acl(self) -> list[str]:
+            return []  # not even recv_connect: connecting is still allowed
+
+    sio = Server()
+    sio.register_namespace(Quiet("/q"))
+    sio.register_namespace(Silent, "/s")
+    eio = FakeEngine(sio)
+    sid = eio.connect("/q")
+    eio.connect("/s")
+    eio.feed('2/q,1["x"]', '2/s,2["connect"]')
+    assert eio.recv() == "3/q,1[1]"
+    sio.disconnect(sid)
+    assert eio.recv() == "1/q,"
+    eio.nothing()
