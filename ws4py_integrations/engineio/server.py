@@ -238,7 +238,7 @@ class EngineIOServer:
     def _matches(self, path: str) -> bool:
         if self.path is None:
             return True
-        return path == self.path or path == self.path.rstrip("/") or path + "/" == self.path
+        return path.rstrip("/") == self.path.rstrip("/")
 
     def _cors_headers(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
         """CORS headers for an allowed cross-origin request (none without ``Origin``)."""
