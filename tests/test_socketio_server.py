@@ -104,6 +104,10 @@ def test_disconnect_from_a_namespace_keeps_the_others() -> None:
     assert eio.recv() == '2["message-back","to main"]'
     eio.nothing()
     assert not eio.closed
+    # a CONNECT right behind a DISCONNECT is a new connection
+    eio.feed("1/custom,", "0/custom,")
+    assert eio.recv().startswith('0/custom,{"sid":')  # type: ignore[union-attr]
+    assert eio.recv() == '2/custom,["auth",{}]'
 
 
 @pytest.mark.parametrize("bad", ["4abc", "2{}", '2abc["message-with-ack",1]', "9", b"stray binary"])

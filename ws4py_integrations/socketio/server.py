@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import inspect
 import json
 import logging
@@ -11,8 +12,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
+from ..connection import TimerHandle
 from . import packet as pk
-from ._runner import SerialRunner, TimerHandle, Timers
+from ._runner import SerialRunner, Timers
 from .exceptions import ConnectionRefusedError, SocketIOTimeout
 from .namespace import BaseNamespace, Namespace
 
@@ -157,7 +159,20 @@ class _Client:
     def __init__(self, eio: EngineSocket) -> None:
         self.eio = eio
         self.decoder = pk.Decoder()
-        self.runner = SerialRunner(eio.sid)
+        #: For the manager's log lines (it keys callback queues by this object).
+        self.id = f"sio:{eio.sid[:8]}"
+        manager: Any = getattr(eio, "manager", None)
+        #: Run ``func(*args)`` after every handler submitted before for this client.
+        self.submit: Callable[..., None]
+        if manager is not None and hasattr(manager, "schedule"):
+            # The manager's ordered queue, under a key of our own: its threads (or
+            # greenlets) run handlers, and a blocked one is handed off, so a blocked
+            # handler holds up this client only, and never the transport's callbacks.
+            self.submit = functools.partial(manager.schedule, self)
+            self.call_later: Callable[[float, Callable[[], Any]], TimerHandle] | None = manager.call_later
+        else:
+            self.submit = SerialRunner(eio.sid).submit
+            self.call_later = None
         self.sockets: dict[str, _Socket] = {}
         # Keeps a packet's text and attachments together, and ack ids unique.
         self.lock = threading.RLock()
@@ -388,7 +403,8 @@ class Server:
         with self._lock:
             self._clients[eio.sid] = client
         if self.connect_timeout > 0:
-            client.timer = self._timers.call_later(self.connect_timeout, lambda: self._connect_timed_out(client))
+            call_later = client.call_later or self._timers.call_later
+            client.timer = call_later(self.connect_timeout, lambda: self._connect_timed_out(client))
 
     def _connect_timed_out(self, client: _Client) -> None:
         if not client.sockets and not client.eio.closed:
@@ -425,11 +441,11 @@ class Server:
             elif isinstance(callback, _Waiter):
                 callback(*packet.data)
             else:
-                client.runner.submit(callback, *packet.data)
+                client.submit(callback, *packet.data)
         elif kind == pk.DISCONNECT:
-            client.runner.submit(self._close_socket, sock, "client namespace disconnect", False)
+            self._close_socket(sock, "client namespace disconnect", False)
         else:
-            client.runner.submit(self._run_event, sock, packet)
+            client.submit(self._run_event, sock, packet)
 
     def _engine_disconnect(self, eio: EngineSocket, reason: str) -> None:
         with self._lock:
@@ -439,8 +455,7 @@ class Server:
         if client.timer is not None:
             client.timer.cancel()
         for sock in list(client.sockets.values()):
-            self._release_waiters(sock)
-            client.runner.submit(self._close_socket, sock, reason, False)
+            self._close_socket(sock, reason, False)
 
     # -- connecting -----------------------------------------------------------------------
 
@@ -460,9 +475,11 @@ class Server:
         if client.timer is not None:
             client.timer.cancel()
             client.timer = None
-        client.runner.submit(self._run_connect, sock)
+        client.submit(self._run_connect, sock)
 
     def _run_connect(self, sock: _Socket) -> None:
+        if sock.gone:
+            return  # disconnected before its turn came
         client = sock.client
         environ = client.eio.environ
         refusal: dict[str, Any] | None = None
@@ -569,14 +586,18 @@ class Server:
             waiter.event.set()
 
     def _close_socket(self, sock: _Socket, reason: str, notify: bool) -> None:
-        was_connected = sock.connected
+        """End ``sock`` at once (later packets for its namespace are ignored, a new
+        CONNECT is a new connection); its disconnect handler is queued behind its others."""
         if not self._forget(sock):
             return
         if notify:
             sock.client.send(pk.encode(pk.Packet(pk.DISCONNECT, sock.namespace)))
         self._release_waiters(sock)
-        if not was_connected:
-            return
+        sock.client.submit(self._run_disconnect, sock, reason)
+
+    def _run_disconnect(self, sock: _Socket, reason: str) -> None:
+        if not sock.connected:
+            return  # refused, or gone before its connect handler ran
         try:
             self._call_disconnect(sock, reason)
         except Exception:
@@ -605,7 +626,7 @@ class Server:
         sock = self._socket(sid, namespace, required=False)
         if sock is None:
             return
-        sock.client.runner.submit(self._close_socket, sock, "server namespace disconnect", True)
+        self._close_socket(sock, "server namespace disconnect", True)
 
     # -- sending ----------------------------------------------------------------------------
 
