@@ -267,10 +267,10 @@ class Server:
     go to the Engine.IO server (``ping_interval``, ``ping_timeout``,
     ``max_payload``, ``cors_allowed_origins``...).
 
-    Handlers run on a per-client queue, outside the transport's callbacks:
-    one client's handlers run one at a time, in the order its packets came;
-    a handler that blocks (a database query, :meth:`call`) holds up only its
-    own client.
+    Handlers run on the manager's ordered queue of each client, outside the
+    transport's callbacks: one client's handlers run one at a time, in the
+    order its packets came; a handler that blocks (a database query,
+    :meth:`call`) holds up only its own client.
     """
 
     def __init__(
