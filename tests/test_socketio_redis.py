@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -73,3 +75,39 @@ def test_a_process_without_clients_emits(redis_url: str) -> None:
     eio.nothing(0.3)
     assert isinstance(sio.emitter(), Emitter)
     sio.close()
+
+
+def test_two_chat_processes_share_rooms(redis_url: str) -> None:
+    """Two real server processes on one Redis: a message said in one reaches the other."""
+    import socketio
+
+    from tests.support.process import ServerProcess
+
+    def chat(server: str) -> ServerProcess:
+        command = [sys.executable, "-m", "examples.chat_socketio", "--server", server, "--port", "0"]
+        command += ["--redis", redis_url, "--log-level", "WARNING"]
+        return ServerProcess(command, ready=r"open http://[^:]+:(?P<port>\d+)/", name=f"chat_socketio on {server}")
+
+    with chat("wsgiref") as one, chat("cherrypy") as two:
+        said: list[Any] = []
+        heard = threading.Event()
+        alice, bob = socketio.Client(), socketio.Client()
+
+        @bob.on("said")
+        def on_said(message: Any) -> None:
+            said.append(message)
+            heard.set()
+
+        alice.connect(f"http://127.0.0.1:{one.port}", auth={"nick": "alice"}, wait_timeout=TIMEOUT)
+        bob.connect(f"http://127.0.0.1:{two.port}", auth={"nick": "bob"}, wait_timeout=TIMEOUT)
+        try:
+            # the subscriber of each process is up once its server printed its URL;
+            # retry the first message a few times in case one is still subscribing
+            for _ in range(20):
+                assert alice.call("say", "across", timeout=TIMEOUT)["delivered"] is True
+                if heard.wait(0.5):
+                    break
+            assert said[0] == {"nick": "alice", "text": "across", "room": "lobby"}
+        finally:
+            alice.disconnect()
+            bob.disconnect()
