@@ -19,7 +19,7 @@ import socketio
 import websocket
 
 from tests.support import in_ci
-from tests.support.process import ServerProcess
+from tests.support.process import ServerProcess, _gunicorn_has_control_socket
 
 TIMEOUT = 10.0
 SERVERS = ("wsgiref", "cherrypy", "gevent")
@@ -239,3 +239,41 @@ def test_official_node_client(echo: ServerProcess, transports: str) -> None:
         "refused": "Invalid namespace",
         "transport": transports.split(",")[-1],
     }
+
+
+def _echo_page(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+            return b"Socket.IO echo" in response.read()
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def gunicorn_echo() -> Iterator[ServerProcess]:
+    """examples.socketio_echo under gunicorn's gevent worker (ours)."""
+    command = [
+        sys.executable, "-m", "gunicorn", "-k", "ws4py_integrations.gevent.GunicornWorker",
+        "-b", "127.0.0.1:0", "-w", "1", "--graceful-timeout", "5",
+        *(["--no-control-socket"] if _gunicorn_has_control_socket() else []),
+        "examples.socketio_echo:make_app(ping_interval=0.5, connect_timeout=1)",
+    ]  # fmt: skip
+    process = ServerProcess(
+        command,
+        ready=r"Listening at: http://127\.0\.0\.1:(?P<port>\d+)",
+        ready_stream="stderr",
+        probe=lambda p: _echo_page(p.port),
+        name="gunicorn socketio_echo",
+    )
+    with process:
+        yield process
+
+
+@pytest.mark.parametrize("mode", TRANSPORTS)
+def test_gunicorn_gevent_worker(gunicorn_echo: ServerProcess, mode: str) -> None:
+    with socketio.SimpleClient() as client:
+        client.connect(url(gunicorn_echo), transports=TRANSPORTS[mode], auth={"w": 1}, wait_timeout=TIMEOUT)
+        assert client.receive(timeout=TIMEOUT) == ["auth", {"w": 1}]
+        client.emit("message", b"\x01")
+        assert client.receive(timeout=TIMEOUT) == ["message-back", b"\x01"]
+        assert client.call("message-with-ack", [1, {"a": None}], timeout=TIMEOUT) == [1, {"a": None}]
