@@ -48,6 +48,7 @@ def test_decode_plain_packets() -> None:
     assert d.feed('2456["message-with-ack",1]') == pk.Packet(pk.EVENT, "/", ["message-with-ack", 1], 456)
     assert d.feed('2/a,1["e"]') == pk.Packet(pk.EVENT, "/a", ["e"], 1)
     assert d.feed("30[]") == pk.Packet(pk.ACK, "/", [], 0)
+    assert d.feed("2[1,2]") == pk.Packet(pk.EVENT, "/", [1, 2])  # a number is an event name too
 
 
 def test_decode_binary_packets() -> None:
@@ -72,7 +73,11 @@ def test_decode_binary_packets() -> None:
         '4{"message":"x"}',  # never sent by a client
         "2{}",  # EVENT whose payload is no array
         "2[]",
-        "2[1]",
+        '2["connect"]',  # reserved event names
+        '2["disconnect",1]',
+        '2["newListener"]',
+        "2[true]",
+        "2[null]",
         '2abc["message-with-ack",1]',  # invalid ack id
         '2["e"',  # truncated JSON
         "0[]",  # CONNECT payload must be an object

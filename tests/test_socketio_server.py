@@ -203,8 +203,10 @@ def test_environ_session_and_event_decorator() -> None:
     eio.connect("/n")
     eio.feed('2/n,2["hello"]')
     assert eio.recv() == '3/n,2["n"]'
-    eio.feed('2["other",1]')
+    eio.feed('2["other",1]', "2[7,8]", "2[1.5]")
     assert seen.get(timeout=TIMEOUT) == ("other", (1,))
+    assert seen.get(timeout=TIMEOUT) == ("7", (8,))
+    assert seen.get(timeout=TIMEOUT) == ("1.5", ())
     sio.save_session(sid, {"x": 1})
     assert sio.get_session(sid) == {"x": 1}
     assert sio.connected(sid)
@@ -355,7 +357,7 @@ def test_class_namespace() -> None:
     assert eio.recv() == '2/chat,["said","hi"]'
     assert eio.recv() == '2/chat,["message","also"]'
     assert eio.recv() == '3/chat,5["HI"]'
-    eio.feed('2/chat,["connect"]', '2/chat,["unknown"]', '2/chat,["message-back"]')
+    eio.feed('2/chat,["unknown"]', '2/chat,["message-back"]')
     assert events.get(timeout=TIMEOUT) == (sorted([sid, "all"]), True, {})
     assert eio.recv() == "1/chat,"
     assert events.get(timeout=TIMEOUT) == "bye"
@@ -611,7 +613,7 @@ def test_class_namespace_without_connect_and_disconnect_handlers() -> None:
     eio = FakeEngine(sio)
     sid = eio.connect("/q")
     eio.connect("/s")
-    eio.feed('2/q,1["x"]', '2/s,2["connect"]')
+    eio.feed('2/q,1["x"]', '2/s,2["recv_connect"]')
     assert eio.recv() == "3/q,1[1]"
     sio.disconnect(sid)
     assert eio.recv() == "1/q,"

@@ -53,8 +53,7 @@ class Namespace:
         return self._server
 
     def _trigger(self, event: str, sid: str, args: list[Any]) -> tuple[bool, Any]:
-        if event in ("connect", "disconnect"):
-            return False, None
+        # "connect" and "disconnect" never arrive as events: the decoder refuses them.
         handler = getattr(self, method_name(event), None)
         if handler is None:
             return False, None

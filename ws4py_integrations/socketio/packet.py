@@ -45,6 +45,12 @@ NAMES = {
     BINARY_ACK: "BINARY_ACK",
 }
 
+#: Event names a client may not send (they mean something else to the reference
+#: implementation's event emitters); a packet carrying one is malformed.
+RESERVED_EVENTS = frozenset(
+    ("connect", "connect_error", "disconnect", "disconnecting", "newListener", "removeListener")
+)
+
 #: More attachments than this in one packet is refused (each is a message of its own).
 MAX_ATTACHMENTS = 1000
 # An ack id is an unsigned integer the client counts up; the reference parser
@@ -145,7 +151,12 @@ def _valid_payload(kind: int, data: Any, present: bool) -> bool:
     if kind == DISCONNECT:
         return not present
     if kind in (EVENT, BINARY_EVENT):
-        return isinstance(data, list) and len(data) > 0 and isinstance(data[0], str)
+        if not isinstance(data, list) or not data:
+            return False
+        name = data[0]
+        if isinstance(name, str):
+            return name not in RESERVED_EVENTS
+        return isinstance(name, int | float) and not isinstance(name, bool)
     if kind in (ACK, BINARY_ACK):
         return isinstance(data, list)
     return False  # CONNECT_ERROR is never sent by a client

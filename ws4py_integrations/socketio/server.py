@@ -529,7 +529,9 @@ class Server:
     def _run_event(self, sock: _Socket, packet: pk.Packet) -> None:
         if sock.gone:
             return
-        event, *args = packet.data
+        name, *args = packet.data
+        # A number is a valid event name on the wire; handlers are keyed by str.
+        event = name if isinstance(name, str) else str(int(name) if float(name).is_integer() else name)
         try:
             found, result = self._call_event(sock, event, args)
         except Exception:
