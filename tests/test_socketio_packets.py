@@ -98,9 +98,14 @@ def test_malformed_text_is_refused(text: str) -> None:
         pk.Decoder().feed(text)
 
 
-def test_too_many_attachments() -> None:
+def test_attachment_bounds() -> None:
     with pytest.raises(pk.PacketError):
         pk.Decoder(max_attachments=2).feed('53-["e"]')
+    d = pk.Decoder(max_bytes=4)
+    d.feed('52-["e"]')
+    d.feed(b"abc")
+    with pytest.raises(pk.PacketError, match="larger than 4 bytes"):
+        d.feed(b"de")
 
 
 def test_attachment_protocol_errors() -> None:

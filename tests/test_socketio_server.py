@@ -618,3 +618,14 @@ def test_class_namespace_without_connect_and_disconnect_handlers() -> None:
     sio.disconnect(sid)
     assert eio.recv() == "1/q,"
     eio.nothing()
+
+
+def test_attachment_limits_close_the_session() -> None:
+    sio = Server(max_attachments=1, max_attachment_bytes=3)
+    many, big = FakeEngine(sio), FakeEngine(sio)
+    many.connect()
+    big.connect()
+    many.feed('52-["e",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]')
+    assert many.closed_event.wait(TIMEOUT)
+    big.feed('51-["e",{"_placeholder":true,"num":0}]', b"1234")
+    assert big.closed_event.wait(TIMEOUT)

@@ -52,7 +52,10 @@ RESERVED_EVENTS = frozenset(
 )
 
 #: More attachments than this in one packet is refused (each is a message of its own).
-MAX_ATTACHMENTS = 1000
+MAX_ATTACHMENTS = 100
+#: Attachments of one packet larger than this in total are refused (they are
+#: held until the packet is complete).
+MAX_ATTACHMENT_BYTES = 16 * 2**20
 # An ack id is an unsigned integer the client counts up; the reference parser
 # reads it as a JavaScript number, so more digits than this is not one.
 _MAX_ID_DIGITS = 15
@@ -166,8 +169,10 @@ class Decoder:
     """Turns a session's Engine.IO messages into packets; one per session (it keeps
     the partial binary packet between the text message and its attachments)."""
 
-    def __init__(self, max_attachments: int = MAX_ATTACHMENTS) -> None:
+    def __init__(self, max_attachments: int = MAX_ATTACHMENTS, max_bytes: int = MAX_ATTACHMENT_BYTES) -> None:
         self.max_attachments = max_attachments
+        self.max_bytes = max_bytes
+        self._size = 0
         self._pending: Packet | None = None
         self._buffers: list[bytes] = []
 
@@ -185,10 +190,14 @@ class Decoder:
             pending = self._pending
             if pending is None:
                 raise PacketError("binary message without a binary packet expecting it")
+            self._size += len(message)
+            if self._size > self.max_bytes:
+                raise PacketError(f"attachments larger than {self.max_bytes} bytes")
             self._buffers.append(bytes(message))
             if len(self._buffers) < pending.attachments:
                 return None
             self._pending = None
+            self._size = 0
             buffers, self._buffers = self._buffers, []
             pending.data = _reconstruct(pending.data, buffers)
             pending.attachments = 0

@@ -156,9 +156,9 @@ class _Socket:
 class _Client:
     """One Engine.IO session: its decoder, its namespaces, the queue of its handlers."""
 
-    def __init__(self, eio: EngineSocket) -> None:
+    def __init__(self, eio: EngineSocket, decoder: pk.Decoder) -> None:
         self.eio = eio
-        self.decoder = pk.Decoder()
+        self.decoder = decoder
         #: For the manager's log lines (it keys callback queues by this object).
         self.id = f"sio:{eio.sid[:8]}"
         manager: Any = getattr(eio, "manager", None)
@@ -263,7 +263,10 @@ class Server:
     after its Engine.IO session opens. ``broker``: what carries emits to
     rooms and broadcasts (default: this process only; a
     :class:`~ws4py_integrations.redis_broker.RedisBroker`, dedicated to this
-    server, reaches the same rooms in every process). Other keyword options
+    server, reaches the same rooms in every process). ``max_attachments``
+    and ``max_attachment_bytes`` bound one binary packet (more closes the
+    client's session: attachments are held until the packet is complete).
+    Other keyword options
     go to the Engine.IO server (``ping_interval``, ``ping_timeout``,
     ``max_payload``, ``cors_allowed_origins``...).
 
@@ -279,6 +282,8 @@ class Server:
         namespaces: Iterable[str] | str | None = None,
         connect_timeout: float = 45.0,
         broker: Broker | None = None,
+        max_attachments: int = pk.MAX_ATTACHMENTS,
+        max_attachment_bytes: int = pk.MAX_ATTACHMENT_BYTES,
         **engineio_options: Any,
     ) -> None:
         from ..broker import InProcessBroker
@@ -292,6 +297,8 @@ class Server:
             self._allowed = set(namespaces)
         self._auto_namespaces = namespaces is None
         self.connect_timeout = connect_timeout
+        self.max_attachments = max_attachments
+        self.max_attachment_bytes = max_attachment_bytes
         self.engineio_options = engineio_options
         self._handlers: dict[str, dict[str, Handler]] = {}
         self._namespaces: dict[str, Namespace] = {}
@@ -399,7 +406,7 @@ class Server:
     # -- Engine.IO callbacks (one at a time per session) ----------------------------------
 
     def _engine_connect(self, eio: EngineSocket) -> None:
-        client = _Client(eio)
+        client = _Client(eio, pk.Decoder(self.max_attachments, self.max_attachment_bytes))
         with self._lock:
             self._clients[eio.sid] = client
         if self.connect_timeout > 0:
@@ -464,12 +471,13 @@ class Server:
         if not self._namespace_allowed(ns):
             client.send(pk.encode(pk.Packet(pk.CONNECT_ERROR, ns, {"message": "Invalid namespace"})))
             return
-        if ns in client.sockets:
-            logger.info("%s: second CONNECT to %s ignored", client.eio.sid, ns)
-            return
         sock = _Socket(client, ns, secrets.token_urlsafe(15))
         sock.auth = packet.data if packet.data is not None else {}
-        client.sockets[ns] = sock
+        with client.lock:
+            if ns in client.sockets:
+                logger.info("%s: second CONNECT to %s ignored", client.eio.sid, ns)
+                return
+            client.sockets[ns] = sock
         with self._lock:
             self._sockets[sock.sid] = sock
         if client.timer is not None:
@@ -567,8 +575,8 @@ class Server:
                 return False
             sock.gone = True
             sock.pending = []
-        if sock.client.sockets.get(sock.namespace) is sock:
-            del sock.client.sockets[sock.namespace]
+            if sock.client.sockets.get(sock.namespace) is sock:
+                del sock.client.sockets[sock.namespace]
         with self._lock:
             self._sockets.pop(sock.sid, None)
             rooms = self._rooms.get(sock.namespace, {})
