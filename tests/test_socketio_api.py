@@ -18,6 +18,7 @@ from ws4py_integrations import Message, WebSocket, WebSocketMiddleware, WebSocke
 from ws4py_integrations.socketio import BaseNamespace, BroadcastMixin, RoomsMixin, Server
 
 TIMEOUT = 10.0
+BLOCKER = threading.Event()
 
 
 class Echo(WebSocket):
@@ -69,6 +70,15 @@ def make_app() -> Any:
     @sio.event
     def ping_back(sid: str) -> None:
         sio.emit("pinged", "x", to=sid, callback=lambda *args: sio.emit("acked", list(args), to=sid))
+
+    @sio.event
+    def block(sid: str) -> str:
+        BLOCKER.wait(TIMEOUT)  # a handler stuck on something (a lock, a slow service)
+        return "unblocked"
+
+    @sio.event
+    def echo(sid: str, value: Any) -> Any:
+        return value
 
     sio.register_namespace(Lobby)
 
@@ -149,3 +159,25 @@ def test_plain_websocket_and_pages_beside_socketio(running: RunningServer) -> No
         assert done.wait(TIMEOUT)
     finally:
         client.disconnect()
+
+
+def test_a_blocked_handler_holds_up_only_its_own_client(running: RunningServer) -> None:
+    BLOCKER.clear()
+    stuck, other = socketio.Client(), socketio.Client()
+    answers: queue.Queue[Any] = queue.Queue()
+    stuck.connect(running.http_url(""), transports=["websocket"], wait_timeout=TIMEOUT)
+    other.connect(running.http_url(""), transports=["polling"], wait_timeout=TIMEOUT)
+    try:
+        stuck.emit("block", callback=answers.put)
+        stuck.emit("echo", "after", callback=answers.put)  # queued behind its own blocked handler
+        for n in range(5):
+            assert other.call("echo", n, timeout=TIMEOUT) == n
+        with pytest.raises(queue.Empty):
+            answers.get(timeout=0.1)
+        BLOCKER.set()
+        assert answers.get(timeout=TIMEOUT) == "unblocked"
+        assert answers.get(timeout=TIMEOUT) == "after"
+    finally:
+        BLOCKER.set()
+        stuck.disconnect()
+        other.disconnect()
