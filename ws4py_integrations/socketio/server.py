@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
-from ..connection import TimerHandle
+from ..connection import RLockLike, TimerHandle
 from . import packet as pk
 from ._runner import SerialRunner, Timers
 from .exceptions import ConnectionRefusedError, SocketIOTimeout
@@ -174,8 +174,9 @@ class _Client:
             self.submit = SerialRunner(eio.sid).submit
             self.call_later = None
         self.sockets: dict[str, _Socket] = {}
-        # Keeps a packet's text and attachments together, and ack ids unique.
-        self.lock = threading.RLock()
+        # Keeps a packet's text and attachments together, and ack ids unique; the
+        # manager's kind of lock (a greenlet-aware one under gevent).
+        self.lock: RLockLike = manager.new_lock() if manager is not None else threading.RLock()
         self.timer: TimerHandle | None = None
 
     def send(self, messages: list[str | bytes]) -> None:
