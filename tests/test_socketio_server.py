@@ -127,9 +127,12 @@ def test_malformed_packet_closes_that_session_only(bad: str | bytes, caplog: pyt
 
 def test_connect_timeout_closes_a_silent_session() -> None:
     sio = echo_server(connect_timeout=0.2)
-    silent, prompt = FakeEngine(sio), FakeEngine(sio)
+    silent, prompt, refused = FakeEngine(sio), FakeEngine(sio), FakeEngine(sio)
     prompt.connect()
+    refused.feed("0/nope,")
+    assert refused.recv() == '4/nope,{"message":"Invalid namespace"}'
     assert silent.closed_event.wait(TIMEOUT)
+    assert refused.closed_event.wait(TIMEOUT)  # refused everywhere: closed too
     assert not prompt.closed_event.wait(0.4)
 
 

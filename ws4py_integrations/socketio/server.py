@@ -481,9 +481,7 @@ class Server:
             client.sockets[ns] = sock
         with self._lock:
             self._sockets[sock.sid] = sock
-        if client.timer is not None:
-            client.timer.cancel()
-            client.timer = None
+        # The connect timer stays until a namespace accepts: a client refused everywhere is closed.
         client.submit(self._run_connect, sock)
 
     def _run_connect(self, sock: _Socket) -> None:
@@ -511,6 +509,9 @@ class Server:
                 return
             client.send(pk.encode(pk.Packet(pk.CONNECT, sock.namespace, {"sid": sock.sid})))
             sock.connected = True
+            if client.timer is not None:  # as the reference server: connected once is enough
+                client.timer.cancel()
+                client.timer = None
             pending, sock.pending = sock.pending, []
             for messages in pending:
                 client.send(messages)
