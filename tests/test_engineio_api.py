@@ -6,15 +6,18 @@ from __future__ import annotations
 import http.client
 import json
 import queue
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 from webtest import TestApp
 
 from tests.support.servers import serve
+from ws4py_integrations import ThreadedManager
 from ws4py_integrations.adapter import HANDOVER_KEY
 from ws4py_integrations.engineio import (
     EchoHandler,
@@ -26,6 +29,7 @@ from ws4py_integrations.engineio import (
     Refuse,
 )
 from ws4py_integrations.engineio.packets import decode_payload, decode_text_packet
+from ws4py_integrations.engineio.session import BlockingPoll
 
 TIMEOUT = 5.0
 
@@ -217,3 +221,92 @@ def test_packets() -> None:
     for bad in ("", "7", "x"):
         with pytest.raises(PacketError):
             decode_text_packet(bad)
+
+
+def test_blocking_poll_answers_once() -> None:
+    poll = BlockingPoll()
+    poll.wait(0.01)
+    assert poll.finish() == b"6"  # nothing came: a noop
+    poll.respond(b"4late")
+    assert poll.finish() == b"6"
+    answered = BlockingPoll()
+    answered.respond(b"4first")
+    answered.respond(b"4second")
+    answered.wait(TIMEOUT)
+    assert answered.finish() == b"4first"
+
+
+def test_unusual_refusal_status_and_own_manager() -> None:
+    class Odd(EchoHandler):
+        def connect(self, socket: EngineIOSocket) -> None:
+            raise Refuse("odd", status=499)
+
+    manager = ThreadedManager(name="eio-test")
+    try:
+        response = TestApp(EngineIOServer(Odd(), manager=manager)).get(
+            "/engine.io/?EIO=4&transport=polling", status=499
+        )
+        assert response.status == "499 Error"
+        eio = EngineIOServer(EchoHandler(), manager=manager)
+        sid = json.loads(TestApp(eio).get("/engine.io/?EIO=4&transport=polling").text[1:])["sid"]
+        session = eio.get(sid)
+        assert session is not None and session.manager is manager
+        eio.close()
+    finally:
+        manager.stop(1.0)
+
+
+def test_preflight_without_requested_headers() -> None:
+    app = TestApp(EngineIOServer(EchoHandler(), cors_allowed_origins="*"))
+    response = app.options("/engine.io/", headers={"Origin": "http://a.example"}, status=204)
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Headers" not in response.headers
+
+
+def test_concurrent_posts_close_the_session() -> None:
+    eio = EngineIOServer(EchoHandler(), ping_interval=30, ping_timeout=30)
+    with serve("wsgiref", eio) as running:
+        conn = http.client.HTTPConnection(running.host, running.port, timeout=TIMEOUT)
+        conn.request("GET", "/engine.io/?EIO=4&transport=polling")
+        sid = json.loads(conn.getresponse().read()[1:])["sid"]
+        conn.close()
+        session = eio.get(sid)
+        assert session is not None
+        slow = socket.create_connection((running.host, running.port), timeout=TIMEOUT)
+        slow.sendall(
+            f"POST /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Content-Length: 6\r\n\r\n4h".encode()
+        )
+        deadline = time.monotonic() + TIMEOUT
+        while not session._posting:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        conn = http.client.HTTPConnection(running.host, running.port, timeout=TIMEOUT)
+        conn.request("POST", f"/engine.io/?EIO=4&transport=polling&sid={sid}", body=b"4x")
+        response = conn.getresponse()
+        assert (response.status, json.loads(response.read())["code"]) == (400, 3)
+        conn.close()
+        assert session.closed
+        slow.sendall(b"ello")
+        answer = bytearray()
+        while chunk := slow.recv(4096):
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.0 400") and b'"code":1' in answer
+        slow.close()
+
+
+def test_messages_sent_in_connect_follow_the_open_packet() -> None:
+    class Welcoming(EchoHandler):
+        def connect(self, socket: EngineIOSocket) -> None:
+            socket.send("welcome")
+
+    eio = EngineIOServer(Welcoming(), ping_interval=30, ping_timeout=30)
+    app = TestApp(eio)
+    sid = json.loads(app.get("/engine.io/?EIO=4&transport=polling").text[1:])["sid"]
+    assert app.get(f"/engine.io/?EIO=4&transport=polling&sid={sid}").text == "4welcome"
+    with serve("wsgiref", eio) as running:
+        url = f"ws://{running.host}:{running.port}/engine.io/?EIO=4&transport=websocket"
+        with connect(url, open_timeout=TIMEOUT) as ws:
+            assert str(ws.recv(TIMEOUT)).startswith("0{")
+            assert ws.recv(TIMEOUT) == "4welcome"
+        eio.close()

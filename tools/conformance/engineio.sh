@@ -8,6 +8,11 @@
 # written to the checkout or to this repository), pointed at a free port
 # instead of its fixed 3000, and run once per server with the sub-second ping
 # settings it expects (pingInterval 300 ms, pingTimeout 200 ms).
+# NO_KEEPALIVE=1 runs the suite with Node's keep-alive agent off: node-fetch
+# asks for "Connection: close" while Node 20's global agent keeps the socket
+# for reuse, and gevent's pywsgi closes such connections without saying so in
+# its response, so reusing one fails with "socket hang up" (a client/server
+# mismatch outside Engine.IO; stock pywsgi does it too).
 # Exit status: the number of servers with failures.
 set -euo pipefail
 checkout=${1:?usage: $0 PATH_TO_ENGINE_IO_PROTOCOL_CHECKOUT [SERVER...]}
@@ -25,6 +30,10 @@ cleanup() {
 trap cleanup EXIT
 cp -r "$checkout/test-suite" "$work/suite"
 (cd "$work/suite" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+if [ "${NO_KEEPALIVE:-}" = 1 ]; then
+  echo 'const http = require("http"); http.globalAgent = new http.Agent({ keepAlive: false });' >"$work/no-keepalive.cjs"
+  export NODE_OPTIONS="--require $work/no-keepalive.cjs"
+fi
 failed=0
 for server in "${servers[@]}"; do
   port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -15,6 +15,11 @@
 Long polling, WebSocket and the upgrade between them, on every server
 adapter; a held long-polling GET occupies no server thread. See
 ``docs/engineio.rst``.
+
+For a layer on top (Socket.IO): implement :class:`EngineIOHandler` and
+mount ``EngineIOServer(handler, app, path="/socket.io/")``; requests outside
+``path`` go to ``app``, so a bare echo endpoint can sit in front at
+``/engine.io/``: ``EngineIOServer(EchoHandler(), socketio_server, ...)``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -35,6 +36,8 @@ __all__ = ["EchoHandler", "EngineIOServer", "ErrorCode"]
 logger = logging.getLogger("ws4py_integrations.engineio")
 
 TRANSPORTS = ("polling", "websocket")
+# Seconds a GET sent before its client's close packet may still arrive.
+_LATE_GET_GRACE = 2.0
 
 
 class ErrorCode(enum.IntEnum):
@@ -163,6 +166,7 @@ class EngineIOServer:
             max_message_size=max_payload,
         )
         self._sessions: dict[str, EngineIOSocket] = {}
+        self._closed_by_client: dict[str, float] = {}
         self._lock = threading.Lock()
 
     # -- sessions --------------------------------------------------------------------
@@ -183,10 +187,23 @@ class EngineIOServer:
         for session in self.sockets:
             session._close("server shutting down")
 
-    def _forget(self, session: EngineIOSocket) -> None:
+    def _forget(self, session: EngineIOSocket, expect_get: bool = False) -> None:
         with self._lock:
             if self._sessions.get(session.sid) is session:
                 del self._sessions[session.sid]
+            if expect_get:
+                # The client closed with a POST while no GET was pending: its
+                # GET may still be on the way (sent before the close, on
+                # another connection). It gets the noop it would have had.
+                now = time.monotonic()
+                self._closed_by_client = {sid: expiry for sid, expiry in self._closed_by_client.items() if expiry > now}
+                self._closed_by_client[session.sid] = now + _LATE_GET_GRACE
+
+    def _late_get(self, sid: str) -> bool:
+        """Whether ``sid`` was closed by its client a moment ago (once per session)."""
+        with self._lock:
+            expiry = self._closed_by_client.pop(sid, None)
+        return expiry is not None and expiry > time.monotonic()
 
     def _manager_for(self, environ: dict[str, Any]) -> Manager:
         if self.manager is not None:
@@ -281,6 +298,8 @@ class EngineIOServer:
             return self._open_polling(environ)
         session = self.get(sid)
         if session is None:
+            if method == "GET" and transport == "polling" and self._late_get(sid):
+                return _text(b"6")
             return _error(ErrorCode.UNKNOWN_SID)
         if transport == "websocket":
             return self._websocket(environ, session)
@@ -313,30 +332,40 @@ class EngineIOServer:
         with session._lock:
             if session.closed:
                 return _error(ErrorCode.UNKNOWN_SID)
+            if session.transport != "polling":
+                return _error(ErrorCode.BAD_REQUEST)  # upgraded meanwhile
             if session._poll is not None:
                 # Two GETs at once: the reference server ends the session (the
                 # first GET gets a close packet) and refuses the second.
                 logger.info("%s: a second GET while one is pending; closing the session", session.id)
                 session._close("transport error")
                 return _error(ErrorCode.BAD_REQUEST)
-            if session._upgrading:
-                return _text(b"6")
-            if session._outbox:
+            if session._outbox and not session._handling and not session._upgrading:
                 return _text(session._take_payload())
             handover: Handover | None = environ.get(HANDOVER_KEY)
             if handover is None or self._must_block(environ, handover):
                 blocking = BlockingPoll()
                 session._poll = blocking
+                if session._upgrading:
+                    session._end_poll_soon(blocking)
             else:
                 sock, _ = handover.detach()
-                poll = HeldPoll(session, sock, self._held_head(environ, cors))
+                version = b"HTTP/1.1" if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" else b"HTTP/1.0"
+                head = "".join(f"{name}: {value}\r\n" for name, value in [("Connection", "close"), *cors])
+                poll = HeldPoll(session, sock, version, head.encode("latin-1"))
                 session._poll = poll
                 session.manager.watch_socket(poll)
+                if session._upgrading:
+                    # During an upgrade: a noop (or 400 if the upgrade completes first).
+                    session._end_poll_soon(poll)
                 return _DETACHED
         # No handover: this request thread waits (a ping comes within ping_interval).
         blocking.wait(self.ping_interval + self.ping_timeout)
         session._poll_lost(blocking)
-        return _text(blocking.finish())
+        body = blocking.finish()
+        if blocking.error:
+            return _status(400), [("Content-Type", "application/json")], body
+        return _text(body)
 
     @staticmethod
     def _must_block(environ: dict[str, Any], handover: Handover) -> bool:
@@ -345,13 +374,6 @@ class EngineIOServer:
         return environ.get("wsgi.url_scheme") == "https" and type(handover).__module__.startswith(
             "ws4py_integrations.gevent"
         )
-
-    @staticmethod
-    def _held_head(environ: dict[str, Any], cors: list[tuple[str, str]]) -> bytes:
-        version = "HTTP/1.1" if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" else "HTTP/1.0"
-        lines = [f"{version} 200 OK", f"Content-Type: {_TEXT}", "Connection: close"]
-        lines += [f"{name}: {value}" for name, value in cors]
-        return ("\r\n".join(lines) + "\r\n").encode("latin-1")
 
     def _post(self, environ: dict[str, Any], session: EngineIOSocket) -> _Response:
         try:
@@ -371,6 +393,8 @@ class EngineIOServer:
         finally:
             with session._lock:
                 session._posting = False
+        if session.closed:
+            return _error(ErrorCode.UNKNOWN_SID)
         try:
             packets = decode_payload(body)
         except PacketError as exc:

@@ -27,7 +27,10 @@ __all__ = ["EngineIOHandler", "EngineIOSocket", "Refuse"]
 logger = logging.getLogger("ws4py_integrations.engineio")
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
-# How long a answered held response waits for the client to close its side
+_TEXT = b"text/plain; charset=UTF-8"
+# Seconds between a probe and the noop that ends the pending GET.
+_NOOP_DELAY = 0.03
+# How long an answered held response waits for the client to close its side
 # before the socket is closed anyway.
 _LINGER = 5.0
 #: Environ key of the session (and role) a WebSocket transport is opened for.
@@ -65,7 +68,11 @@ class EngineIOHandler(Protocol):
 
 
 class _Poll(Protocol):
-    def respond(self, body: bytes) -> None: ...
+    def respond(self, body: bytes, error: bool = False) -> None: ...
+
+
+#: The body of a held GET refused after all (the session was upgraded meanwhile).
+BAD_REQUEST = b'{"code":3,"message":"Bad request"}'
 
 
 class EngineIOSocket:
@@ -102,6 +109,10 @@ class EngineIOSocket:
         self._ping_timer: TimerHandle | None = None
         self._pong_timer: TimerHandle | None = None
         self._ping_sent = False
+        # Messages from the client whose handler has not returned yet: what
+        # they send is answered in one payload, as the reference server does
+        # (its handlers run before the POST is answered).
+        self._handling = 0
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.transport
@@ -146,7 +157,8 @@ class EngineIOSocket:
                     )
                     self._close("transport error")
                     return
-                self._flush_poll()
+                if kind is PacketType.PING or not self._handling:
+                    self._flush_poll()
                 return
             _ws_send(ws, kind, data)
 
@@ -160,7 +172,7 @@ class EngineIOSocket:
     def _flush_poll(self) -> None:
         """Answer the held GET if packets wait (lock held)."""
         poll = self._poll
-        if poll is not None and self._outbox:
+        if poll is not None and self._outbox and not self._upgrading:
             self._poll = None
             poll.respond(self._take_payload())
 
@@ -204,7 +216,9 @@ class EngineIOSocket:
     def _receive(self, kind: PacketType, data: str | bytes) -> bool:
         """Handle one packet from the client; ``False`` if it was invalid (the session is closed)."""
         if kind is PacketType.MESSAGE:
-            self._schedule(self._server.handler.message, self, data)
+            with self._lock:
+                self._handling += 1
+            self._schedule(self._deliver, data)
         elif kind is PacketType.PONG:
             self._ponged()
         elif kind is PacketType.CLOSE:
@@ -215,6 +229,15 @@ class EngineIOSocket:
             self._close("parse error")
             return False
         return True
+
+    def _deliver(self, data: str | bytes) -> None:
+        try:
+            self._server.handler.message(self, data)
+        finally:
+            with self._lock:
+                self._handling -= 1
+                if not self._handling:
+                    self._flush_poll()
 
     # -- long polling ---------------------------------------------------------------
 
@@ -254,10 +277,12 @@ class EngineIOSocket:
             if data == "2probe" and not self._upgrading:
                 self._upgrading = True
                 _ws_send(ws, PacketType.PONG, "probe")
-                # The pending GET ends cleanly; GETs until the upgrade get a noop.
-                poll, self._poll = self._poll, None
-                if poll is not None:
-                    poll.respond(b"6")
+                # The pending GET ends cleanly with a noop (GETs until the
+                # upgrade get one at once), a moment later: if the upgrade
+                # packet comes meanwhile (a client that did not wait for the
+                # GET), the GET came too late and is refused as after an upgrade.
+                if self._poll is not None:
+                    self._end_poll_soon(self._poll)
                 return
             if data == "5" and self._upgrading:
                 self._upgrading = False
@@ -265,9 +290,7 @@ class EngineIOSocket:
                 self._ws = ws
                 ws.role = "main"
                 self.transport = "websocket"
-                poll, self._poll = self._poll, None
-                if poll is not None:
-                    poll.respond(b"6")
+                # (No GET is pending: since the probe, GETs get a noop at once.)
                 for kind, payload in self._outbox:
                     _ws_send(ws, kind, payload)
                 self._outbox = []
@@ -277,6 +300,19 @@ class EngineIOSocket:
         logger.info("%s: invalid packet %r during the upgrade; dropping the probe", self.id, data[:20])
         self._probe_closed(ws)
         ws.close()
+
+    def _end_poll_soon(self, poll: _Poll) -> None:
+        self.manager.call_later(_NOOP_DELAY, lambda: self._end_poll(poll))
+
+    def _end_poll(self, poll: _Poll) -> None:
+        with self._lock:
+            if self._poll is not poll:
+                return
+            self._poll = None
+            if self.transport == "websocket":
+                poll.respond(BAD_REQUEST, error=True)
+            else:
+                poll.respond(b"6")
 
     def _probe_closed(self, ws: _EngineWebSocket) -> None:
         with self._lock:
@@ -314,7 +350,7 @@ class EngineIOSocket:
             self._ws = self._probe = None
             self._outbox = []
             self._outbox_size = 0
-        self._server._forget(self)
+        self._server._forget(self, by_client and poll is None and ws is None)
         logger.debug("%s: closed (%s)", self.id, reason)
         if poll is not None:
             # A close from the client ends the pending GET with a noop, ours with a close packet.
@@ -345,10 +381,7 @@ class _EngineWebSocket(WebSocket):
     session: EngineIOSocket | None = None
 
     def opened(self) -> None:
-        session, role, open_packet = self.environ.get(SESSION_KEY, (None, "", ""))
-        if not isinstance(session, EngineIOSocket):
-            self.close()
-            return
+        session, role, open_packet = self.environ[SESSION_KEY]
         self.session = session
         self.role = role
         if role == "main":
@@ -390,7 +423,7 @@ class HeldPoll:
 
     reading_paused = False
 
-    def __init__(self, session: EngineIOSocket, sock: socket.socket, head: bytes) -> None:
+    def __init__(self, session: EngineIOSocket, sock: socket.socket, version: bytes, head: bytes) -> None:
         self.id = f"{session.id}:poll"
         self.sock = sock
         self.is_tls = isinstance(sock, ssl.SSLSocket)
@@ -398,7 +431,8 @@ class HeldPoll:
         self._session = session
         self._manager = session.manager
         self.lock: RLockLike = self._manager.new_lock()
-        # The response head, less Content-Length and the blank line.
+        # The HTTP version, and the header lines after the content's.
+        self._version = version
         self._head = head
         self._out = b""
         self._answered = False
@@ -444,13 +478,21 @@ class HeldPoll:
 
     # -- what the session calls ---------------------------------------------------
 
-    def respond(self, body: bytes) -> None:
-        """Answer the GET with ``body`` (from any thread, never waits)."""
+    def respond(self, body: bytes, error: bool = False) -> None:
+        """Answer the GET with a payload, or 400 with an error ``body`` (from any thread, never waits)."""
         with self.lock:
             if self._answered or self.finalized:
                 return
             self._answered = True
-            self._out = b"%sContent-Length: %d\r\n\r\n%s" % (self._head, len(body), body)
+            status, content_type = (b"400 Bad Request", b"application/json") if error else (b"200 OK", _TEXT)
+            self._out = b"%s %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+                self._version,
+                status,
+                content_type,
+                len(body),
+                self._head,
+                body,
+            )
             self._write()
 
     def _write(self) -> None:
@@ -480,11 +522,14 @@ class BlockingPoll:
         self._event = threading.Event()
         self._lock = threading.Lock()
         self._body: bytes | None = None
+        #: Whether the answer is an error (400) rather than a payload.
+        self.error = False
 
-    def respond(self, body: bytes) -> None:
+    def respond(self, body: bytes, error: bool = False) -> None:
         with self._lock:
             if self._body is None:
                 self._body = body
+                self.error = error
         self._event.set()
 
     def wait(self, timeout: float) -> None:
