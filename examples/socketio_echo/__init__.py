@@ -17,23 +17,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from ws4py_integrations.engineio import EngineIOServer, EngineIOSocket
+from ws4py_integrations.engineio import EchoHandler, EngineIOServer
 from ws4py_integrations.socketio import Server, SocketIOMiddleware
 
 NAMESPACES = ("/", "/custom")
-
-
-class EngineEcho:
-    """An Engine.IO handler that sends every message back."""
-
-    def connect(self, socket: EngineIOSocket) -> None:
-        pass
-
-    def message(self, socket: EngineIOSocket, data: str | bytes) -> None:
-        socket.send(data)
-
-    def disconnect(self, socket: EngineIOSocket, reason: str) -> None:
-        pass
 
 
 def make_server(connect_timeout: float = 45.0, **engineio_options: Any) -> Server:
@@ -82,5 +69,5 @@ def make_app(
         "cors_allowed_origins": "*",
         "allowed_hosts": allowed_hosts,
     }
-    engine = EngineIOServer(EngineEcho(), index, path="/engine.io/", **options)
+    engine = EngineIOServer(EchoHandler(), index, path="/engine.io/", **options)
     return make_server(connect_timeout, **options).wsgi_app(engine)
