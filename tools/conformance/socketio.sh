@@ -8,7 +8,10 @@
 # written to the checkout or to this repository), pointed at a free port
 # instead of its fixed 3000, and run once per server with the settings its
 # README gives the reference server (pingInterval 300 ms, pingTimeout 200 ms,
-# connectTimeout 1000 ms). Exit status: the number of servers with failures.
+# connectTimeout 1000 ms). NO_KEEPALIVE=1 turns Node's keep-alive agent off
+# (see tools/conformance/engineio.sh: gevent's pywsgi closes connections the
+# client asked to close, which Node 20's agent would reuse).
+# Exit status: the number of servers with failures.
 set -euo pipefail
 checkout=${1:?usage: $0 PATH_TO_SOCKET_IO_PROTOCOL_CHECKOUT [SERVER...]}
 shift
@@ -25,6 +28,10 @@ cleanup() {
 trap cleanup EXIT
 cp -r "$checkout/test-suite" "$work/suite"
 (cd "$work/suite" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+if [ "${NO_KEEPALIVE:-}" = 1 ]; then
+  echo 'const http = require("http"); http.globalAgent = new http.Agent({ keepAlive: false });' >"$work/no-keepalive.cjs"
+  export NODE_OPTIONS="--require $work/no-keepalive.cjs"
+fi
 failed=0
 for server in "${servers[@]}"; do
   port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
