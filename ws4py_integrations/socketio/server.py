@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
+from ..broker import InProcessBroker
 from ..connection import RLockLike, TimerHandle
 from . import packet as pk
 from ._runner import SerialRunner, Timers
@@ -210,8 +211,24 @@ class _BrokerTarget:
 
     def __init__(self, server: Server) -> None:
         self._server = server
+        # The emit this thread is publishing, decoded: the broker hands the same
+        # string straight back for this process's clients.
+        self._local = threading.local()
+
+    def publish(
+        self, broker: Broker, namespace: str, rooms: list[str] | None, skip: list[str], messages: list[str | bytes]
+    ) -> int:
+        envelope = encode_envelope(namespace, rooms, skip, messages)
+        self._local.current = (envelope, (namespace, rooms, set(skip), messages))
+        try:
+            return broker.publish(namespace, envelope)
+        finally:
+            self._local.current = None
 
     def broadcast_local(self, data: SendData, room: str | None = None, *, exclude: Iterable[WebSocket] = ()) -> int:
+        current = getattr(self._local, "current", None)
+        if current is not None and current[0] is data:
+            return self._server._deliver(*current[1])
         if not isinstance(data, str):
             logger.warning("ignoring a non-text message from the broker")
             return 0
@@ -287,8 +304,6 @@ class Server:
         max_attachment_bytes: int = pk.MAX_ATTACHMENT_BYTES,
         **engineio_options: Any,
     ) -> None:
-        from ..broker import InProcessBroker
-
         self._allowed: set[str] | None
         if namespaces == "*":
             self._allowed = None
@@ -313,7 +328,8 @@ class Server:
         self._handler = _EngineHandler(self)
         self._eio: Any = None
         self._broker: Broker = broker if broker is not None else InProcessBroker()
-        self._broker.attach(cast("Manager", _BrokerTarget(self)))
+        self._target = _BrokerTarget(self)
+        self._broker.attach(cast("Manager", self._target))
 
     # -- mounting -------------------------------------------------------------------
 
@@ -727,7 +743,9 @@ class Server:
         return _ack_result(waiter.args)
 
     def _publish(self, namespace: str, rooms: list[str] | None, skip: list[str], messages: list[str | bytes]) -> int:
-        return self._broker.publish(namespace, encode_envelope(namespace, rooms, skip, messages))
+        if type(self._broker) is InProcessBroker:
+            return self._deliver(namespace, rooms, set(skip), messages)  # no other process: no envelope
+        return self._target.publish(self._broker, namespace, rooms, skip, messages)
 
     def _deliver(self, namespace: str, rooms: list[str] | None, skip: set[str], messages: list[str | bytes]) -> int:
         """Send an encoded packet to this process's clients of ``namespace`` in ``rooms``
