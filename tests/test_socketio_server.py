@@ -436,6 +436,13 @@ class Guarded(BaseNamespace, RoomsMixin, BroadcastMixin):
     def on_bye(self) -> None:
         self.disconnect()
 
+    def on_later(self, text: str) -> None:
+        def push() -> None:
+            self.server.sleep(0.01)
+            self.emit("later", text)
+
+        self.spawn(push)
+
     def recv_disconnect(self) -> None:
         self.log.put(("disconnect", self.disconnect_reason, self.environ["HTTP_COOKIE"], dict(self.session)))
 
@@ -478,6 +485,8 @@ def test_base_namespace_acl_rooms_and_broadcast(caplog: pytest.LogCaptureFixture
     assert b.recv() == '2/guarded,1["quiz",1,2]'
     b.feed("3/guarded,1[3]")
     assert b.recv() == "3/guarded,9[3]"
+    b.feed('2/guarded,["later","pushed"]')
+    assert b.recv() == '2/guarded,["later","pushed"]'
     b.feed('2/guarded,["leave","r"]', '2/guarded,["bye"]')
     assert b.recv() == "1/guarded,"
     assert Guarded.log.get(timeout=TIMEOUT) == ("disconnect", "server namespace disconnect", "user=ann", {})

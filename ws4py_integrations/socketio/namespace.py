@@ -11,6 +11,7 @@ and an access control list decides which of those methods it may call yet.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -213,6 +214,11 @@ class BaseNamespace:
     def disconnect(self) -> None:
         """Disconnect this client from this namespace."""
         self.server.disconnect(self.sid, self.ns_name)
+
+    def spawn(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
+        """Run ``target`` beside the handlers (gevent-socketio's name): see
+        :meth:`Server.start_background_task <ws4py_integrations.socketio.Server.start_background_task>`."""
+        return self.server.start_background_task(target, *args, **kwargs)
 
 
 class RoomsMixin:

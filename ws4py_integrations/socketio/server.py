@@ -9,6 +9,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast, overload
 
@@ -758,6 +759,18 @@ class Server:
                 sids = set().union(*(ns_rooms.get(r, ()) for r in rooms)) if rooms else set()
             socks = [self._sockets[sid] for sid in sids - skip if sid in self._sockets]
         return sum(1 for sock in socks if sock.send_messages(messages))
+
+    def start_background_task(self, target: Callable[..., Any], *args: Any, **kwargs: Any) -> threading.Thread:
+        """Run ``target(*args, **kwargs)`` on a daemon thread of its own (a greenlet
+        under gevent's monkey patching) and return it (python-socketio's name)."""
+        thread = threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True)
+        thread.start()
+        return thread
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        """``time.sleep`` (python-socketio's name; cooperative under monkey patching)."""
+        time.sleep(seconds)
 
     def close(self) -> None:
         """Release the broker (its subscriber, its Redis connections); idempotent."""
