@@ -5,6 +5,7 @@ python-engineio's client as an independent peer."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import queue
@@ -22,6 +23,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from tests.support.servers import SERVER_NAMES, RunningServer, available, serve
 from ws4py_integrations.engineio import EchoHandler, EngineIOServer, EngineIOSocket
+from ws4py_integrations.engineio import session as session_module
 
 SERVERS = available()
 PING_INTERVAL = 0.4
@@ -300,7 +302,7 @@ def test_server_close_sends_a_close_packet(endpoint: Endpoint, pool: ThreadPoolE
 
 def test_polling_heartbeat(endpoint: Endpoint) -> None:
     sid = endpoint.handshake()
-    for _ in range(3):
+    for _ in range(2):
         assert endpoint.get(sid) == (200, b"2")
         assert endpoint.post(sid, b"3") == (200, b"ok")
     assert endpoint.eio.get(sid) is not None
@@ -339,7 +341,7 @@ def test_websocket_messages(endpoint: Endpoint) -> None:
 def test_websocket_heartbeat(endpoint: Endpoint) -> None:
     with endpoint.ws() as ws:
         ws.recv(TIMEOUT)
-        for _ in range(3):
+        for _ in range(2):
             assert ws.recv(TIMEOUT) == "2"
             ws.send("3")
 
@@ -489,6 +491,18 @@ def test_cors(cors_endpoint: Endpoint) -> None:
     assert headers["access-control-allow-headers"] == "content-type"
     status, headers, body = cors_endpoint.request("GET", "EIO=4&transport=polling", headers=allowed)
     assert status == 200 and headers["access-control-allow-origin"] == "http://app.example"
+    # A held GET's answer, written by the manager, carries them too.
+    sid = json.loads(body[1:])["sid"]
+    with ThreadPoolExecutor(1) as executor:
+        held = executor.submit(cors_endpoint.request, "GET", f"EIO=4&transport=polling&sid={sid}", None, allowed)
+        wait_held(cors_endpoint, sid)
+        session = cors_endpoint.eio.get(sid)
+        assert session is not None
+        session.send("x")
+        status, headers, body = held.result(TIMEOUT)
+    assert (status, body, headers["connection"]) == (200, b"4x", "close")
+    assert headers["access-control-allow-origin"] == "http://app.example"
+    assert headers["access-control-allow-credentials"] == "true"
     status, headers, body = cors_endpoint.request("OPTIONS", "", headers={"Origin": "http://other.example"})
     assert (status, error(body)["code"]) == (403, 4)
     assert "access-control-allow-origin" not in headers
@@ -618,3 +632,46 @@ def test_refused_websocket_handshake_keeps_its_reason(endpoint: Endpoint) -> Non
         "GET", "EIO=4&transport=websocket", headers={**UPGRADE, "Sec-WebSocket-Version": "8"}
     )
     assert status in (400, 426) and b"version" in body.lower()
+
+
+def test_a_client_that_sends_junk_on_its_get_is_dropped(endpoint: Endpoint) -> None:
+    sid = endpoint.handshake()
+    sock = socket.create_connection((endpoint.host, endpoint.port), timeout=TIMEOUT)
+    sock.sendall(f"GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    wait_held(endpoint, sid)
+    session = endpoint.eio.get(sid)
+    assert session is not None
+    with contextlib.suppress(OSError):
+        for _ in range(20):
+            sock.sendall(b"x" * 8192)
+    try:
+        data = sock.recv(100)
+    except ConnectionResetError:  # closed with our junk unread: a reset
+        data = b""
+    assert data == b""  # closed by the server, unanswered
+    sock.close()
+    deadline = time.monotonic() + TIMEOUT
+    while session._poll is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+def test_an_answer_nobody_reads_is_dropped(endpoint: Endpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(session_module, "_WRITE_TIMEOUT", 0.3)
+    sid = endpoint.handshake()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(TIMEOUT)
+    sock.connect((endpoint.host, endpoint.port))
+    sock.sendall(f"GET /engine.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    wait_held(endpoint, sid)
+    session = endpoint.eio.get(sid)
+    assert session is not None
+    poll = session._poll
+    assert isinstance(poll, session_module.HeldPoll)
+    session.send("x" * 3_000_000)
+    deadline = time.monotonic() + TIMEOUT
+    while not poll.finalized:
+        assert time.monotonic() < deadline, "the unread answer was kept"
+        time.sleep(0.02)
+    sock.close()

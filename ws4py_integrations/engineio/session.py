@@ -33,6 +33,10 @@ _NOOP_DELAY = 0.03
 # How long an answered held response waits for the client to close its side
 # before the socket is closed anyway.
 _LINGER = 5.0
+# Seconds an answer may take to reach a client that does not read it.
+_WRITE_TIMEOUT = 30.0
+# Bytes a client may send on a held GET's connection (nothing is expected).
+_MAX_IGNORED = 65536
 #: Environ key of the session (and role) a WebSocket transport is opened for.
 SESSION_KEY = "ws4py_integrations.engineio.session"
 
@@ -435,8 +439,11 @@ class HeldPoll:
         self._version = version
         self._head = head
         self._out = b""
+        self._sent = 0
         self._answered = False
-        self._linger: TimerHandle | None = None
+        # The write deadline, then the lingering close's.
+        self._timer: TimerHandle | None = None
+        self._ignored = 0
         sock.setblocking(False)
 
     # -- what the manager calls ---------------------------------------------------
@@ -454,7 +461,8 @@ class HeldPoll:
                 return True
             except OSError:
                 data = b""
-            if data:
+            self._ignored += len(data)
+            if data and self._ignored <= _MAX_IGNORED:
                 return True  # nothing is expected; whatever it is goes unread
         self.abort()  # the client hung up
         return False
@@ -463,15 +471,15 @@ class HeldPoll:
         if self.finalized:
             return False
         self._write()
-        return bool(self._out) and not self.finalized
+        return self._sent < len(self._out) and not self.finalized
 
     def abort(self) -> None:
         with self.lock:
             if self.finalized:
                 return
             self.finalized = True
-            if self._linger is not None:
-                self._linger.cancel()
+            if self._timer is not None:
+                self._timer.cancel()
         self._manager.connection_lost(self)  # type: ignore[arg-type]
         if not self._answered:
             self._session._poll_lost(self)
@@ -484,6 +492,8 @@ class HeldPoll:
             if self._answered or self.finalized:
                 return
             self._answered = True
+            # A client that never reads its answer does not keep it forever.
+            self._timer = self._manager.call_later(_WRITE_TIMEOUT, self.abort)
             status, content_type = (b"400 Bad Request", b"application/json") if error else (b"200 OK", _TEXT)
             self._out = b"%s %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
                 self._version,
@@ -498,21 +508,23 @@ class HeldPoll:
     def _write(self) -> None:
         # With self.lock held.
         try:
-            sent = self.sock.send(self._out)
+            self._sent += self.sock.send(memoryview(self._out)[self._sent :])
         except _WOULD_BLOCK:
-            sent = 0
+            pass
         except OSError as exc:
             logger.debug("%s: the client left: %s", self.id, exc)
             self.abort()
             return
-        self._out = self._out[sent:]
-        if self._out:
+        if self._sent < len(self._out):
             self._manager.want_write(self)  # type: ignore[arg-type]
             return
+        self._out = b""
         # Done: tell the client, and wait a little for it to close first (no RST).
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_WR)
-        self._linger = self._manager.call_later(_LINGER, self.abort)
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._manager.call_later(_LINGER, self.abort)
 
 
 class BlockingPoll:
