@@ -92,6 +92,7 @@ def test_two_users_chat(request: pytest.FixtureRequest, browser: Browser, chat: 
         assert bob.title() != "pwned"
 
 
+@pytest.mark.parametrize("chat", BROWSER_SERVERS[:1], indirect=True)  # page logic: one server is enough
 def test_refused_nickname(request: pytest.FixtureRequest, browser: Browser, chat: ChatSocketIO) -> None:
     from playwright.sync_api import expect
 
