@@ -30,6 +30,8 @@ COVERED_TESTS += tests/test_engineio.py tests/test_engineio_api.py tests/test_en
 COVERED_TESTS += tests/test_blocking.py tests/test_behaviour_blocking.py
 COVERED_TESTS += tests/test_django.py tests/test_django_views.py
 COVERED_TESTS += tests/test_flask.py tests/test_bottle.py tests/test_pyramid.py
+COVERED_TESTS += tests/test_socketio_packets.py tests/test_socketio_server.py tests/test_socketio_redis.py tests/test_socketio_api.py \
+	tests/test_socketio_clients.py
 
 # The whole test suite, as CI runs it: lint, types, tests, docs.
 test:

@@ -34,6 +34,7 @@ if [ "$want_system" = 1 ]; then
   command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   # Debian puts nginx in /usr/sbin, which is not on every user's PATH.
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
@@ -46,4 +47,9 @@ if [ "$want_system" = 1 ]; then
       $sudo systemctl disable --now nginx >/dev/null 2>&1 || true
     fi
   fi
+fi
+
+# Node packages (socket.io-client) for the Socket.IO browser and Node tests.
+if [ "$want_system" = 1 ]; then
+  bash scripts/setup-node.sh
 fi
