@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-guard profile load soak fuzz probes clean
+.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick autobahn-client bench bench-quick bench-guard profile load soak fuzz probes clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -66,6 +66,11 @@ autobahn: setup
 
 autobahn-quick: setup
 	$(PY) -m tools.conformance.run --quick
+
+# The client's conformance: the testsuite's fuzzingserver against WebSocketClient
+# (every case 1-13, a few minutes); writes its section of docs/conformance.rst.
+autobahn-client: setup
+	$(PY) -m tools.conformance.client --docs
 
 # Benchmarks (tools/bench/README.md): writes docs/benchmarks.rst and its charts (docs/_static/bench/);
 # every server pinned to CPU 0, the load client to CPU 1; ~15 min per server on 2 cores.
