@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from websockets.client import ClientProtocol
 from websockets.datastructures import Headers
-from websockets.exceptions import InvalidHeader, InvalidHeaderValue, InvalidStatus, InvalidUpgrade, NegotiationError
 from websockets.exceptions import InvalidHandshake as _WsInvalidHandshake
+from websockets.exceptions import InvalidHeader, InvalidHeaderValue, InvalidUpgrade, NegotiationError
 from websockets.extensions.base import Extension
 from websockets.extensions.permessage_deflate import ClientPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
@@ -73,6 +73,8 @@ logger = logging.getLogger("ws4py_integrations.client")
 MAX_HEAD = 64 * 1024
 #: Largest body kept from a refusal (the rest is not read).
 MAX_BODY = 64 * 1024
+# How long a refusal's body without Content-Length may take to end.
+_BODY_GRACE = 0.5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
@@ -258,7 +260,7 @@ def _recv(sock: socket.socket, deadline: _Deadline) -> bytes:
     sock.settimeout(deadline.remaining())
     try:
         return sock.recv(65536)
-    except (TimeoutError, socket.timeout):
+    except TimeoutError:
         raise HandshakeTimeout(f"{deadline.what} timed out after {deadline.seconds}s") from None
 
 
@@ -306,6 +308,9 @@ def _read_body(sock: socket.socket, headers: list[tuple[str, str]], rest: bytes,
     length = int(length_value) if length_value is not None and length_value.isdigit() else None
     chunked = any(k.lower() == "transfer-encoding" for k, _ in headers)
     want = min(length, MAX_BODY) if length is not None else MAX_BODY
+    if length is None:
+        # Delimited by the end of the connection: wait a moment for it, no more.
+        deadline = _Deadline(min(deadline.remaining() or _BODY_GRACE, _BODY_GRACE), deadline.what)
     body = rest
     while len(body) < want and not chunked:
         try:
@@ -337,10 +342,12 @@ def _open_socket(
         if proxy_url.scheme != "http" or not proxy_url.hostname:
             raise ValueError(f"proxy must be an http://host:port URL, not {proxy!r}")
         target = (proxy_url.hostname, proxy_url.port or 80)
-    deadline = _Deadline(connect_timeout, "connecting to " + ("the proxy " if proxy else "") + f"{target[0]}:{target[1]}")
+    deadline = _Deadline(
+        connect_timeout, "connecting to " + ("the proxy " if proxy else "") + f"{target[0]}:{target[1]}"
+    )
     try:
         sock = socket.create_connection(target, timeout=deadline.remaining())
-    except (TimeoutError, socket.timeout) as exc:
+    except TimeoutError as exc:
         raise HandshakeTimeout(f"{deadline.what} timed out after {connect_timeout}s") from exc
     except OSError as exc:
         raise ConnectionFailed(f"cannot connect to {target[0]}:{target[1]}: {exc}") from exc
@@ -420,8 +427,10 @@ def _handshake(
             try:
                 sock = context.wrap_socket(sock, server_hostname=uri.host)
             except ssl.SSLCertVerificationError as exc:
-                raise TLSVerificationFailed(f"TLS: the certificate of {uri.host} is not valid: {exc.verify_message}") from exc
-            except (TimeoutError, socket.timeout) as exc:
+                raise TLSVerificationFailed(
+                    f"TLS: the certificate of {uri.host} is not valid: {exc.verify_message}"
+                ) from exc
+            except TimeoutError as exc:
                 raise HandshakeTimeout(f"{deadline.what} timed out during TLS after {handshake_timeout}s") from exc
             except (ssl.SSLError, OSError) as exc:
                 raise ConnectionFailed(f"TLS with {uri.host}:{uri.port} failed: {exc}") from exc
@@ -439,18 +448,18 @@ def _handshake(
         sock.settimeout(deadline.remaining())
         try:
             sock.sendall(request.serialize())
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise HandshakeTimeout(f"{deadline.what} timed out after {handshake_timeout}s") from exc
         except OSError as exc:
             raise ConnectionClosedDuringHandshake(f"the server closed the connection: {exc}") from exc
         head, rest = _read_head(sock, deadline)
         status, reason, answer = _parse_head(head)
         if status != 101:
-            body = _read_body(sock, answer, rest, deadline)
             location = _header_value(answer, "Location")
             if status in _REDIRECTS and location is not None:
                 sock.close()
                 return status, urllib.parse.urljoin(url.replace("ws", "http", 1), location)
+            body = _read_body(sock, answer, rest, deadline)
             raise InvalidStatus(
                 f"the server refused the WebSocket handshake: {status} {reason}"
                 + ("" if 400 <= status < 600 else " (is this a WebSocket server?)"),
@@ -477,7 +486,7 @@ def _handshake(
             if "Accept" in str(exc):
                 raise InvalidAccept(f"invalid 101: {exc}", status, answer) from exc
             raise NegotiationFailed(f"invalid 101: {exc}", status, answer) from exc
-        except (NegotiationError, InvalidStatus, _WsInvalidHandshake) as exc:
+        except (NegotiationError, _WsInvalidHandshake) as exc:
             raise NegotiationFailed(f"the server's choice is not one we offered: {exc}", status, answer) from exc
         return _Opened(sock, rest, list(protocol.extensions), protocol.subprotocol, answer, url)
     except BaseException:
@@ -527,7 +536,9 @@ def open_connection(
             )
         seen += 1
         if seen > max_redirects:
-            raise TooManyRedirects(f"more than {max_redirects} redirects (last: {location})", status, [("Location", location)])
+            raise TooManyRedirects(
+                f"more than {max_redirects} redirects (last: {location})", status, [("Location", location)]
+            )
         if not target.startswith(("ws://", "wss://")):
             raise InvalidStatus(f"the server redirects ({status}) to a non-WebSocket URL: {location}", status)
         if url.startswith("wss://") and target.startswith("ws://"):

@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.conformance.client", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="the subset make test runs")
     parser.add_argument("--cases", nargs="+", metavar="ID", help="case ids or patterns, e.g. 6.4.* 12.1.1")
-    parser.add_argument("--reports", type=Path, help="report folder (default: tools/conformance/reports/client[-quick])")
+    parser.add_argument(
+        "--reports", type=Path, help="report folder (default: tools/conformance/reports/client[-quick])"
+    )
     parser.add_argument("--case-timeout", type=float, default=120.0, help="seconds one case may take (default: 120)")
     parser.add_argument("--docs", action="store_true", help="then write the client section of docs/conformance.rst")
     parser.add_argument("--no-install", action="store_true", help="do not run tools/conformance/install.sh first")
