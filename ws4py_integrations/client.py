@@ -400,6 +400,32 @@ class _Opened:
         self.url = url
 
 
+def _check_101(protocol: ClientProtocol, status: int, reason: str, answer: list[tuple[str, str]]) -> None:
+    """Validate a 101 answer (Upgrade, Sec-WebSocket-Accept, the negotiation) with websockets'
+    rules; ``protocol.extensions`` and ``.subprotocol`` hold the outcome."""
+    response_headers = Headers()
+    for name, value in answer:
+        response_headers[name] = value
+    try:
+        protocol.process_response(Response(status, reason, response_headers))
+    except InvalidHeaderValue as exc:
+        if "Accept" in str(exc):
+            raise InvalidAccept(
+                f"wrong Sec-WebSocket-Accept in the 101 ({exc}): the answer is not for our request",
+                status,
+                answer,
+            ) from exc
+        raise NegotiationFailed(f"invalid 101: {exc}", status, answer) from exc
+    except InvalidUpgrade as exc:
+        raise InvalidResponse(f"invalid 101: {exc}", status, answer) from exc
+    except InvalidHeader as exc:
+        if "Accept" in str(exc):
+            raise InvalidAccept(f"invalid 101: {exc}", status, answer) from exc
+        raise NegotiationFailed(f"invalid 101: {exc}", status, answer) from exc
+    except (NegotiationError, _WsInvalidHandshake) as exc:
+        raise NegotiationFailed(f"the server's choice is not one we offered: {exc}", status, answer) from exc
+
+
 def _handshake(
     url: str,
     *,
@@ -467,27 +493,7 @@ def _handshake(
                 answer,
                 body,
             )
-        response_headers = Headers()
-        for name, value in answer:
-            response_headers[name] = value
-        try:
-            protocol.process_response(Response(status, reason, response_headers))
-        except InvalidHeaderValue as exc:
-            if "Accept" in str(exc):
-                raise InvalidAccept(
-                    f"wrong Sec-WebSocket-Accept in the 101 ({exc}): the answer is not for our request",
-                    status,
-                    answer,
-                ) from exc
-            raise NegotiationFailed(f"invalid 101: {exc}", status, answer) from exc
-        except InvalidUpgrade as exc:
-            raise InvalidResponse(f"invalid 101: {exc}", status, answer) from exc
-        except InvalidHeader as exc:
-            if "Accept" in str(exc):
-                raise InvalidAccept(f"invalid 101: {exc}", status, answer) from exc
-            raise NegotiationFailed(f"invalid 101: {exc}", status, answer) from exc
-        except (NegotiationError, _WsInvalidHandshake) as exc:
-            raise NegotiationFailed(f"the server's choice is not one we offered: {exc}", status, answer) from exc
+        _check_101(protocol, status, reason, answer)
         return _Opened(sock, rest, list(protocol.extensions), protocol.subprotocol, answer, url)
     except BaseException:
         sock.close()
@@ -634,6 +640,10 @@ class WebSocketClient(WebSocket):
             follow_redirects=self.follow_redirects,
             max_redirects=self.max_redirects,
         )
+        self._attach(opened)
+
+    def _attach(self, opened: _Opened) -> None:
+        """Hand the connection of a completed handshake to the manager; ``opened()`` follows."""
         self.response_headers = opened.headers
         manager = self._manager if self._manager is not None else client_manager()
         conn = ClientConnection(
