@@ -306,13 +306,13 @@ def _read_body(sock: socket.socket, headers: list[tuple[str, str]], rest: bytes,
     """The body of a refusal, as much as arrives within the deadline and MAX_BODY."""
     length_value = next((v for k, v in headers if k.lower() == "content-length"), None)
     length = int(length_value) if length_value is not None and length_value.isdigit() else None
-    chunked = any(k.lower() == "transfer-encoding" for k, _ in headers)
-    want = min(length, MAX_BODY) if length is not None else MAX_BODY
-    if length is None:
-        # Delimited by the end of the connection: wait a moment for it, no more.
+    chunked = any(k.lower() == "transfer-encoding" and "chunked" in v.lower() for k, v in headers)
+    want = min(length, MAX_BODY) if length is not None and not chunked else MAX_BODY
+    if length is None or chunked:
+        # Delimited by the end of the connection or the last chunk: wait a moment for it, no more.
         deadline = _Deadline(min(deadline.remaining() or _BODY_GRACE, _BODY_GRACE), deadline.what)
     body = rest
-    while len(body) < want and not chunked:
+    while len(body) < want and not (chunked and b"0\r\n\r\n" in body):
         try:
             chunk = _recv(sock, deadline)
         except (HandshakeTimeout, OSError):
@@ -320,7 +320,25 @@ def _read_body(sock: socket.socket, headers: list[tuple[str, str]], rest: bytes,
         if not chunk:
             break
         body += chunk
-    return body[:want]
+    return _dechunk(body)[:want] if chunked else body[:want]
+
+
+def _dechunk(data: bytes) -> bytes:
+    """The payload of chunked ``data`` (as much as is complete)."""
+    out, pos = bytearray(), 0
+    while True:
+        end = data.find(b"\r\n", pos)
+        if end < 0:
+            break
+        try:
+            size = int(data[pos:end].split(b";")[0], 16)
+        except ValueError:
+            break
+        if size == 0 or end + 2 + size > len(data):
+            break
+        out += data[end + 2 : end + 2 + size]
+        pos = end + 4 + size
+    return bytes(out)
 
 
 def _header_value(headers: list[tuple[str, str]], name: str) -> str | None:

@@ -122,7 +122,7 @@ class HandshakeRefused(InvalidStatus):
 
 def _response(status: str, headers: list[tuple[str, str]], body: bytes) -> Any:
     try:
-        from webtest import TestResponse
+        from webtest import TestResponse  # type: ignore[import-untyped]
     except ImportError:
         return RefusedResponse(status, headers, body)
     return TestResponse(body=body, status=status, headerlist=headers)
