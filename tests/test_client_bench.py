@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+COMMAND = [sys.executable, "-m", "tools.bench.clients", "--connections", "500", "--kinds", "ours", "websockets"]
 
 
 @pytest.mark.timeout(300)
 def test_500_client_connections_per_kind(tmp_path: Path) -> None:
     out = tmp_path / "clients.json"
     result = subprocess.run(
-        [sys.executable, "-m", "tools.bench.clients", "--connections", "500", "--kinds", "ours", "websockets"]
-        + ["--json", str(out), "--timeout", "240"],
+        [*COMMAND, "--json", str(out), "--timeout", "240"],
         cwd=ROOT,
         capture_output=True,
         text=True,
