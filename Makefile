@@ -22,7 +22,7 @@ COVERED_TESTS := tests/unit tests/test_behaviour.py tests/test_handshake_wsgi.py
 	tests/test_hostile_handshake.py tests/test_hostile_frames.py tests/test_wsgiref.py tests/test_cherrypy.py \
 	tests/test_gevent.py tests/test_rooms.py tests/test_redis.py tests/test_user_failures.py tests/test_shutdown.py \
 	tests/test_slow_clients.py tests/test_silent_sockets.py tests/test_extras.py tests/test_chat_protocol.py \
-	tests/test_logging.py tests/test_adapter_edges.py tests/test_client.py tests/test_testing.py tests/test_testing_plugin.py
+	tests/test_logging.py tests/test_adapter_edges.py tests/test_client.py tests/test_client_edges.py tests/test_testing.py tests/test_testing_plugin.py
 
 # The whole test suite, as CI runs it: lint, types, tests, docs.
 test:
