@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import subprocess
 import sys
 import textwrap
@@ -30,6 +31,7 @@ from ws4py_integrations.client import (
     _dechunk,
     _parse_head,
     _read_head,
+    redirect_target,
 )
 from ws4py_integrations.events import Message
 from ws4py_integrations.protocol import ClientMessageProtocol
@@ -268,3 +270,49 @@ def test_client_callback_failure_closes_with_1011(manager: ThreadedManager) -> N
         client.connect()
         assert client.run_forever(TIMEOUT)
         assert client.close_code == 1011
+
+
+def test_redirect_targets() -> None:
+    assert redirect_target("ws://a/", 302, "https://b/x") == "wss://b/x"
+    assert redirect_target("wss://a/", 302, "wss://b/") == "wss://b/"
+    with pytest.raises(InvalidStatus, match="wss:// to plain ws://"):
+        redirect_target("wss://a/", 302, "http://b/")
+
+
+def reset(conn: socket.socket) -> None:
+    """Close with a TCP RST (SO_LINGER 0)."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+
+
+def test_reset_during_handshake_and_by_the_proxy(
+    raw_server: Callable[..., RawServer], manager: ThreadedManager
+) -> None:
+    server = raw_server(lambda conn, head, key: reset(conn))
+    with pytest.raises(ConnectionClosedDuringHandshake):
+        WebSocketClient(server.url, manager=manager).connect()
+    with pytest.raises(ProxyError, match="broke off"):
+        WebSocketClient("ws://example.invalid/", manager=manager, proxy=f"http://127.0.0.1:{server.port}").connect()
+
+
+def test_missing_accept_and_bad_subprotocol_header(
+    raw_server: Callable[..., RawServer], manager: ThreadedManager
+) -> None:
+    from ws4py_integrations.client import InvalidAccept, NegotiationFailed
+
+    no_accept = raw_server(
+        lambda conn, head, key: conn.sendall(b"HTTP/1.1 101 OK\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    )
+    with pytest.raises(InvalidAccept, match="missing or wrong"):
+        WebSocketClient(no_accept.url, manager=manager).connect()
+    two = raw_server(lambda conn, head, key: conn.sendall(switching(key, "Sec-WebSocket-Protocol: a, b")))
+    with pytest.raises(NegotiationFailed):
+        WebSocketClient(two.url, protocols=["a", "b"], manager=manager).connect()
+
+
+def test_tls_handshake_timeout(raw_server: Callable[..., RawServer], manager: ThreadedManager) -> None:
+    # Accepts TCP, never speaks TLS.
+    silent = raw_server(lambda conn, head, key: None)
+    url = f"wss://127.0.0.1:{silent.port}/"
+    with pytest.raises(HandshakeTimeout, match="TLS"):
+        WebSocketClient(url, manager=manager, handshake_timeout=0.3).connect()

@@ -158,3 +158,28 @@ def test_socket_pair_handover_counts_detaches() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_app_results_with_close_and_apps_that_raise(manager: ThreadedManager) -> None:
+    closed: list[bool] = []
+
+    class Result:
+        def __iter__(self) -> Any:
+            return iter([b"plain"])
+
+        def close(self) -> None:
+            closed.append(True)
+
+    def plain(environ: Any, start_response: Any) -> Result:
+        assert environ["CONTENT_TYPE"] == "text/plain"
+        start_response("200 OK", [])
+        return Result()
+
+    response = websocket_request(plain, "/", headers=[("Content-Type", "text/plain")], manager=manager)
+    assert response.status_int == 200 and response.text == "plain" and closed == [True]
+
+    def failing(environ: Any, start_response: Any) -> list[bytes]:
+        raise LookupError("the application failed")
+
+    with pytest.raises(LookupError, match="application failed"):
+        websocket_request(failing, "/", manager=manager)

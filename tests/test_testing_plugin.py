@@ -82,3 +82,22 @@ def test_a_leaking_test_fails(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "-o", "addopts=", "-o", "ws4py_leak_wait=0.3")
     result.assert_outcomes(passed=2, errors=1)
     result.stdout.fnmatch_lines(["*threads left running: leaky*"])
+
+
+def test_leak_check_reports_open_connections() -> None:
+    class Busy:
+        def __len__(self) -> int:
+            return 2
+
+    check = LeakCheck()
+    check.managers.append(Busy())  # type: ignore[arg-type]
+    assert any("2 WebSocket connection(s) still open" in problem for problem in check.problems())
+
+
+def test_served_app_urls(ws_server: Callable[..., ServedApp]) -> None:
+    served = ws_server(APP)
+    assert served.http_url == f"http://127.0.0.1:{served.port}"
+    import urllib.request
+
+    with urllib.request.urlopen(served.http_url + "/", timeout=TIMEOUT) as reply:
+        assert reply.read() == b"index"

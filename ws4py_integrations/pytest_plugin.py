@@ -159,7 +159,7 @@ def serve_app(app: Any, server: str = "wsgiref") -> Iterator[ServedApp]:
 def _fd_count() -> int | None:
     try:
         return len(os.listdir("/proc/self/fd"))
-    except OSError:  # not Linux: descriptors are not checked
+    except OSError:  # pragma: no cover - not Linux: descriptors are not checked
         return None
 
 
