@@ -447,7 +447,7 @@ class Manager(abc.ABC):
     @abc.abstractmethod
     def _stop_backend(self) -> None: ...
 
-    def _release_unstarted(self) -> None:
+    def _release_unstarted(self) -> None:  # noqa: B027 - a hook, empty by default
         """Free what the backend holds although it was never started (stopped unused)."""
 
     @abc.abstractmethod
