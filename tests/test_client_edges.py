@@ -316,3 +316,23 @@ def test_tls_handshake_timeout(raw_server: Callable[..., RawServer], manager: Th
     url = f"wss://127.0.0.1:{silent.port}/"
     with pytest.raises(HandshakeTimeout, match="TLS"):
         WebSocketClient(url, manager=manager, handshake_timeout=0.3).connect()
+
+
+def test_wss_to_a_plain_http_port_is_a_tls_failure(manager: ThreadedManager) -> None:
+    from ws4py_integrations.client import ConnectionFailed
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def answer_plain() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=answer_plain, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ConnectionFailed, match="TLS"):
+            WebSocketClient(f"wss://127.0.0.1:{listener.getsockname()[1]}/", manager=manager).connect()
+    finally:
+        thread.join(TIMEOUT)
+        listener.close()
