@@ -134,7 +134,8 @@ def run(cases: list[str], outdir: Path, case_timeout: float) -> dict[str, Any]:
     spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
     with open(outdir / "wstest.log", "w", encoding="utf-8") as wslog:
         proc = subprocess.Popen(
-            [str(WSTEST), "-m", "fuzzingserver", "-s", str(spec_path)],
+            # --webport 0: no report web server (its default port, 8080, is often taken).
+            [str(WSTEST), "-m", "fuzzingserver", "-s", str(spec_path), "--webport", "0"],
             cwd=outdir,
             stdout=wslog,
             stderr=subprocess.STDOUT,
@@ -182,9 +183,13 @@ def _wait_listening(port: int, proc: subprocess.Popen[str], timeout: float) -> N
             raise RunError(f"wstest exited with {proc.returncode} before listening")
         try:
             socket.create_connection((HOST, port), timeout=1.0).close()
-            return
         except OSError:
             time.sleep(0.1)
+            continue
+        # Listening, and still running a moment later (it binds its ports one by one).
+        time.sleep(0.3)
+        if proc.poll() is None:
+            return
     raise RunError(f"the fuzzingserver did not listen within {timeout:.0f}s")
 
 
