@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick bench bench-quick bench-gthread bench-guard profile load soak fuzz probes clean
+.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick autobahn-client bench bench-quick bench-gthread bench-guard profile load soak fuzz probes clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -32,6 +32,7 @@ COVERED_TESTS += tests/test_django.py tests/test_django_views.py
 COVERED_TESTS += tests/test_flask.py tests/test_bottle.py tests/test_pyramid.py
 COVERED_TESTS += tests/test_socketio_packets.py tests/test_socketio_server.py tests/test_socketio_redis.py tests/test_socketio_api.py \
 	tests/test_socketio_clients.py
+COVERED_TESTS += tests/test_client.py tests/test_client_edges.py tests/test_testing.py tests/test_testing_plugin.py
 
 # The whole test suite, as CI runs it: lint, types, tests, docs.
 test:
@@ -75,6 +76,11 @@ autobahn: setup
 
 autobahn-quick: setup
 	$(PY) -m tools.conformance.run --quick
+
+# The client's conformance: the testsuite's fuzzingserver against WebSocketClient
+# (every case 1-13, a few minutes); writes its section of docs/conformance.rst.
+autobahn-client: setup
+	$(PY) -m tools.conformance.client --docs
 
 # Benchmarks (tools/bench/README.md): writes docs/benchmarks.rst and its charts (docs/_static/bench/);
 # every server pinned to CPU 0, the load client to CPU 1; ~15 min per server on 2 cores.

@@ -20,6 +20,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.support import app as apps
 from tests.support.client import RawClient
 from tests.support.servers import RunningServer
+from ws4py_integrations.client import WebSocketClient
 
 
 @contextmanager
@@ -79,6 +80,18 @@ def test_websocket_client_library(server: RunningServer) -> None:
         assert ws.recv() == b"\x01\x02"
     finally:
         ws.close()
+
+
+def test_our_client_on_every_server(server: RunningServer) -> None:
+    """ws4py_integrations' own client, ws and wss, beside the independent ones above."""
+    ssl_context = server.extra["client_ssl"] if server.tls else None
+    with WebSocketClient(server.ws_url("/echo"), ssl_context=ssl_context, max_message_size=None) as ws:
+        assert ws.extensions == ["permessage-deflate"]
+        for message in ["from our client", b"\x01\x02" * 40_000, ""]:
+            ws.send(message)
+            echoed = ws.receive(10)
+            assert echoed is not None and echoed.data == message
+    assert ws.close_code == 1000
 
 
 # -- ping/pong and close ----------------------------------------------------------

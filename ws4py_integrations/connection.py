@@ -357,6 +357,13 @@ class Connection:
             closing_now = was_open and protocol.close_sent is not None
             if self.options.read_timeout is not None:
                 self._arm_read_timer(protocol.reader.mid_frame and not eof)  # type: ignore[attr-defined]
+        if writes and not closing_now:
+            # Pongs first: a callback on another thread must not answer a
+            # message completed after a ping before the pong is queued.
+            with self.lock:
+                self._release_locked(writes)
+                self._over_send_limit()
+            writes = []
         for event in inbox:
             if isinstance(event, Message):
                 self.messages_in += 1

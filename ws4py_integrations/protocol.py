@@ -20,8 +20,9 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from websockets.exceptions import PayloadTooBig
+from websockets.extensions.base import Extension
 from websockets.frames import CloseCode, Frame, Opcode
-from websockets.protocol import State
+from websockets.protocol import Side, State
 from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 from websockets.typing import LoggerLike
@@ -37,7 +38,7 @@ try:  # websockets' C unmasking; the pure-Python one where it is not built
 except ImportError:  # pragma: no cover
     from websockets.utils import apply_mask
 
-__all__ = ["MessageProtocol"]
+__all__ = ["ClientMessageProtocol", "MessageProtocol"]
 
 
 class _Reader(StreamReader):
@@ -327,3 +328,59 @@ class _Assembly:
         self.parts: list[Any] = []
         # Bytes charged against the size limit: payload plus frame overhead.
         self.cost = 0
+
+
+# -- client mode ----------------------------------------------------------------
+
+_NO_MASK = b"\x00\x00\x00\x00"
+
+
+class _ClientReader(_Reader):
+    """A :class:`_Reader` for unmasked (server) frames: there is no mask to
+    record, and the payload follows the header and extended length directly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mask = _NO_MASK
+
+    def read_exact(self, n: int) -> Generator[None, None, bytearray]:
+        data = yield from super().read_exact(n)
+        # A 4-byte read here is a length or a payload, never a mask: XOR with
+        # zeros leaves the partial text validation exact.
+        self.mask = _NO_MASK
+        return data
+
+    def waiting_for_payload(self) -> bool:
+        if not self.mid_frame or len(self.head) != 2:
+            return False
+        return self.reads - 1 == (2 if self.head[1] & 0x7F >= 126 else 1)
+
+
+class ClientMessageProtocol(MessageProtocol):
+    """:class:`MessageProtocol` on the client side of an open connection: it masks
+    the frames it sends, expects unmasked ones and leaves closing TCP to the
+    server (websockets reads ``side`` at each frame, so only it changes)."""
+
+    #: The fast path parses masked (client) frames only.
+    fast_path = False
+
+    @classmethod
+    def connected(
+        cls,
+        extensions: list[Extension],
+        subprotocol: str | None,
+        max_message_size: int | None,
+        logger: LoggerLike | None = None,
+    ) -> ClientMessageProtocol:
+        """The protocol of a client connection whose handshake concluded."""
+        protocol = cls(max_size=max_message_size, state=State.OPEN, logger=logger)
+        protocol.side = Side.CLIENT
+        protocol.extensions = list(extensions)
+        protocol.subprotocol = subprotocol  # type: ignore[assignment]
+        return protocol
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reader = _ClientReader()
+        self.parser = self.parse()
+        next(self.parser)

@@ -19,24 +19,11 @@ from ws4py_integrations._signals import stop_on_signals
 from ws4py_integrations.adapter import take_buffered
 from ws4py_integrations.handshake import Accept, Reject
 from ws4py_integrations.middleware import default_manager
+from ws4py_integrations.testing import SocketPairHandover as FakeHandover
 
 from .helpers import ENVIRON, OP_TEXT, client_frame, recv_exactly, server_frame
 
 TIMEOUT = 5.0
-
-
-class FakeHandover(Handover):
-    """Hands over one end of a socket pair, with bytes 'the server' already read."""
-
-    def __init__(self, sock: socket.socket, buffered: bytes = b"", manager: Any = None) -> None:
-        self.sock = sock
-        self.buffered = buffered
-        self.manager = manager
-        self.detached = 0
-
-    def detach(self) -> tuple[socket.socket, bytes]:
-        self.detached += 1
-        return self.sock, self.buffered
 
 
 class Echo(WebSocket):

@@ -110,7 +110,13 @@ def load_summaries(reports: Path = REPORTS) -> dict[str, dict[str, Any] | None]:
 
 def write_docs(reports: Path = REPORTS, page: Path = DOCS_PAGE) -> Path:
     page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render(load_summaries(reports), load_known()), encoding="utf-8")
+    text = render(load_summaries(reports), load_known())
+    # The client's section (tools.conformance.client) follows the server part: keep it.
+    old = page.read_text(encoding="utf-8") if page.is_file() else ""
+    marker = ".. client-conformance"
+    if marker in old:
+        text += "\n" + old[old.index(marker) :]
+    page.write_text(text, encoding="utf-8")
     return page
 
 

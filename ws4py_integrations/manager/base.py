@@ -147,6 +147,7 @@ class Manager(abc.ABC):
                 timeout = max((c.options.close_timeout for c in self._registry), default=0.0)
         if not started:
             self.broker.close()
+            self._release_unstarted()
             return
         self.close_all(1001, "server shutting down")
         if not self.wait_closed(timeout):
@@ -459,6 +460,9 @@ class Manager(abc.ABC):
 
     @abc.abstractmethod
     def _stop_backend(self) -> None: ...
+
+    def _release_unstarted(self) -> None:  # noqa: B027 - a hook, empty by default
+        """Free what the backend holds although it was never started (stopped unused)."""
 
     @abc.abstractmethod
     def _watch(self, conn: Connection, buffered: bytes) -> None:

@@ -163,6 +163,10 @@ class ThreadedManager(Manager):
         if self._watchdog is not None and self._watchdog is not threading.current_thread():
             self._watchdog.join(5.0)
 
+    def _release_unstarted(self) -> None:
+        # The selector and the wake-up pair exist from the constructor on.
+        self._close_loop()
+
     def _halt(self) -> None:
         self._running = False
 
