@@ -67,12 +67,13 @@ class WebSocketPlugin:
 
     def apply(self, callback: Callable[..., Any], route: bottle.Route) -> Callable[..., Any]:
         config = route.config.get("websocket")
-        # Bottle flattens a dict given as route config into "websocket.<key>" entries.
+        # Bottle flattens a dict given as route config into "websocket.<key>" entries
+        # (0.12 also keeps a namespace object under "websocket" itself).
         prefix = "websocket."
         route_options = {key[len(prefix) :]: value for key, value in route.config.items() if key.startswith(prefix)}
         if not config and not route_options:
             return callback
-        if config is not None and config is not True:
+        if config is not None and config is not True and not route_options:
             raise TypeError(f"websocket= takes True or a dict of options, not {config!r}")
         options = {**self.options, **route_options}
         # Each handshake passes its own handler: the endpoint's own is never used.
