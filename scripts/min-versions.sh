@@ -16,15 +16,19 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${MIN_VENV:-.venv-min}
-# Bounds: installing (fresh pip cache: a few minutes) and the suite (~1.5 min on 2 cores).
+# Bounds: installing (fresh pip cache: a few minutes) and the suite (~3 min on 2 cores).
 INSTALL_TIMEOUT=${MIN_INSTALL_TIMEOUT:-900}
 TEST_TIMEOUT=${MIN_TEST_TIMEOUT:-600}
 
 # The suite that exercises every dependency: websockets (all of them), CherryPy and
 # cheroot (test_cherrypy, the cherrypy server of the parametrized suites), gevent
-# (test_gevent, the gevent server), gunicorn (test_gevent's gunicorn worker tests)
-# and redis (test_redis). tests/test_dependency_floors.py checks, with what the floors
-# have, what the tests deselected below check with newer test-side APIs.
+# (test_gevent, the gevent server), gunicorn (test_gevent's gunicorn worker tests,
+# test_gunicorn_threads' ThreadWorker), redis (test_redis), Django (test_django*:
+# runserver, the routes, the example on gunicorn's ThreadWorker), werkzeug
+# (test_werkzeug, test_flask_run), Flask and Flask-Login, Bottle, Pyramid (their
+# integrations' tests), and the Engine.IO / Socket.IO peers (python-engineio's and
+# python-socketio's clients). tests/test_dependency_floors.py checks, with what the
+# floors have, what the tests deselected below check with newer test-side APIs.
 SUITE=(
   tests/test_behaviour.py
   tests/test_handshake_wsgi.py
@@ -34,9 +38,29 @@ SUITE=(
   tests/test_rooms.py
   tests/test_redis.py
   tests/test_dependency_floors.py
+  tests/test_django.py
+  tests/test_django_views.py
+  tests/test_gunicorn_threads.py
+  tests/test_werkzeug.py
+  tests/test_flask.py
+  tests/test_flask_run.py
+  tests/test_bottle.py
+  tests/test_pyramid.py
+  tests/test_client.py
+  # The Engine.IO / Socket.IO tests whose peer is python-engineio's or python-socketio's client
+  # (not test_unknown_namespace_refused: python-socketio 5.11's client raises only after
+  # its 10 s wait_timeout there, 30 s for what the main run checks).
+  tests/test_engineio.py::test_python_engineio_client
+  tests/test_socketio_clients.py::test_simple_client_events_acks_and_binary
+  tests/test_socketio_clients.py::test_client_namespaces
+  tests/test_socketio_clients.py::test_malformed_packet_closes_only_that_session
+  tests/test_socketio_clients.py::test_gunicorn_gevent_worker
 )
 # The test tools (at their current versions: only the runtime dependencies are pinned).
 TEST_TOOLS="pytest pytest-timeout websocket-client WebTest trustme psutil hypothesis"
+# The frameworks and servers our integrations support, listed in the test extra
+# (they are the user's own dependencies, not ours): pinned to their floors there too.
+TEST_FLOORS="werkzeug Flask Flask-Login bottle pyramid python-engineio python-socketio Django gunicorn"
 
 "$PYTHON" - <<'PY' || { echo "min-versions: Python >= 3.11 is required (set PYTHON=...)" >&2; exit 2; }
 import sys
@@ -54,7 +78,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/min-version
     || "$VENV/bin/python" -m pip install -q --disable-pip-version-check -U pip packaging
   # One requirement a line: the package with its runtime extras, every floor as ==,
   # then the test tools with the specifiers of the test extra.
-  "$VENV/bin/python" - "$TEST_TOOLS" >"$VENV/min-requirements.txt" <<'PY'
+  "$VENV/bin/python" - "$TEST_TOOLS" "$TEST_FLOORS" >"$VENV/min-requirements.txt" <<'PY'
 import sys
 import tomllib
 
@@ -68,7 +92,11 @@ extras = project.get("optional-dependencies", {})
 runtime_extras = sorted(name for name in extras if name not in ("test", "docs"))
 
 floors: dict[str, tuple[str, set[str], str]] = {}  # name -> (floor, extras, spelled)
-for line in [*project.get("dependencies", []), *(r for name in runtime_extras for r in extras[name])]:
+test_floors = {canonicalize_name(n) for n in sys.argv[2].split()}
+pinned_tests = [r for r in extras.get("test", []) if canonicalize_name(Requirement(r).name) in test_floors]
+if missing := test_floors - {canonicalize_name(Requirement(r).name) for r in pinned_tests}:
+    sys.exit(f"min-versions: {sorted(missing)} not in the test extra of pyproject.toml (TEST_FLOORS)")
+for line in [*project.get("dependencies", []), *(r for name in runtime_extras for r in extras[name]), *pinned_tests]:
     req = Requirement(line)
     lower = [s.version for s in req.specifier if s.operator in (">=", "==", "~=")]
     if not lower:
@@ -115,7 +143,8 @@ import platform
 from importlib.metadata import version
 
 print(f"  Python {platform.python_version()}")
-for name in ("websockets", "CherryPy", "cheroot", "gevent", "gunicorn", "redis", "pytest"):
+for name in ("websockets", "CherryPy", "cheroot", "gevent", "gunicorn", "redis", "Django", "Werkzeug", "Flask",
+             "Flask-Login", "bottle", "pyramid", "python-engineio", "python-socketio", "pytest"):
     print(f"  {name} {version(name)}")
 PY
 if ! command -v redis-server >/dev/null 2>&1; then
@@ -149,4 +178,7 @@ PY
 )
 
 echo "min-versions: running ${SUITE[*]}"
-timeout "$TEST_TIMEOUT" "$VENV/bin/python" -m pytest -p no:cacheprovider -q "${deselect[@]}" "${SUITE[@]}" "$@"
+# tests.support.floors_plugin: websockets 15's close_code / close_reason shortcuts on the
+# test-side client, where websockets 14 has them on its protocol object only.
+timeout "$TEST_TIMEOUT" "$VENV/bin/python" -m pytest -p no:cacheprovider -p tests.support.floors_plugin -q \
+  "${deselect[@]}" "${SUITE[@]}" "$@"

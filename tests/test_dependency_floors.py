@@ -10,6 +10,11 @@ lack, although the library itself works there:
 ``scripts/min-versions.sh`` deselects those tests when the installed versions
 lack the feature; the tests here check the same behaviour with what every
 supported version has. Each is skipped where the original can run.
+
+``ClientConnection.close_code`` / ``close_reason`` alone need no deselection:
+the script loads ``tests.support.floors_plugin``, which gives websockets 14's
+client those two shortcuts of ``connection.protocol.close_code`` / ``close_reason``
+(checked below).
 """
 
 from __future__ import annotations
@@ -90,3 +95,15 @@ def test_gunicorn_worker_echo_broadcast_and_graceful_stop_with_1001() -> None:
                 ws.recv(timeout=10)
             assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         assert proc.wait(timeout=20) == 0
+
+
+@pytest.mark.skipif(not OLD_WEBSOCKETS_CLIENT, reason="websockets >= 15 has close_code on its client")
+def test_the_floors_plugin_gives_the_client_its_close_code(server: RunningServer) -> None:
+    import tests.support.floors_plugin  # noqa: F401 - the shortcuts, as min-versions.sh loads them
+
+    url = server.ws_url("/keepalive")
+    with connect(url, ssl=server.extra["client_ssl"], open_timeout=10, close_timeout=10) as ws:
+        assert ws.close_code is None  # type: ignore[attr-defined]
+        ws.close(1000, "bye")
+    assert ws.close_code is not None and ws.close_code == ws.protocol.close_code  # type: ignore[attr-defined]
+    assert ws.close_reason == ws.protocol.close_reason  # type: ignore[attr-defined]
