@@ -6,7 +6,11 @@
 #
 #   scripts/check-dist.sh              build into a temporary directory, check
 #   scripts/check-dist.sh --out dist   also keep the sdist and the wheel in dist/
-#   scripts/check-dist.sh --only gevent,bare   check some of: bare cherrypy gevent gunicorn redis
+#   scripts/check-dist.sh --only gevent,bare   check some of: bare cherrypy gevent gunicorn redis django pytest
+#
+# "django" serves a WebSocket route from django-admin runserver (ours, from the
+# app in INSTALLED_APPS); "pytest" checks that the pytest11 entry point loads the
+# test kit's fixtures from the installed wheel.
 #
 # build and twine come from .venv (the test extra; scripts/setup.sh installs
 # them), else from a tools virtualenv under /tmp made once. Installs reuse pip's
@@ -19,7 +23,7 @@ ROOT=$PWD
 
 PYTHON=${PYTHON:-python3}
 out=""
-only="bare cherrypy gevent gunicorn redis"
+only="bare cherrypy gevent gunicorn redis django pytest"
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=${2:?--out needs a directory}; shift 2 ;;
@@ -28,8 +32,8 @@ while [ $# -gt 0 ]; do
   esac
 done
 for extra in $only; do
-  case "$extra" in bare | cherrypy | gevent | gunicorn | redis) ;; *)
-    echo "check-dist: no check for '$extra' (bare cherrypy gevent gunicorn redis)" >&2; exit 2 ;;
+  case "$extra" in bare | cherrypy | gevent | gunicorn | redis | django | pytest) ;; *)
+    echo "check-dist: no check for '$extra' (bare cherrypy gevent gunicorn redis django pytest)" >&2; exit 2 ;;
   esac
 done
 
@@ -369,18 +373,74 @@ server.server_close()
 print("  RedisBroker: a publish through Redis reached a room member: OK")
 PY
 
+# A Django project in one module: settings (DJANGO_SETTINGS_MODULE=djsite) and urls.
+cat >"$RUN/djsite.py" <<'PY'
+from django.urls import path
+
+from ws4py_integrations.django import websocket
+
+SECRET_KEY = "check-dist, not a secret"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = ["ws4py_integrations.django", "django.contrib.contenttypes", "django.contrib.auth"]
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+ROOT_URLCONF = "djsite"
+USE_TZ = True
+
+
+def echo(request, ws, room):
+    for message in ws:
+        ws.send(f"{room}: {message}")
+
+
+urlpatterns = [path("ws/echo/<slug:room>/", websocket(echo))]
+PY
+
+cat >"$RUN/check_django_setup.py" <<'PY'
+import django
+from django.core.management import get_commands
+
+from rawws import installed_not_checkout
+
+installed_not_checkout()
+django.setup()
+app = get_commands()["runserver"]
+if app != "ws4py_integrations.django":
+    raise AssertionError(f"runserver comes from {app}, not ws4py_integrations.django")
+print(f"  Django {django.get_version()}: runserver is ws4py_integrations.django's")
+PY
+
+cat >"$RUN/check_django_client.py" <<'PY'
+import sys
+
+from rawws import Client
+
+ws = Client(int(sys.argv[1]), "/ws/echo/lobby/")
+ws.send(0x1, b"hello from Django")
+got = ws.recv_text()
+assert got == "lobby: hello from Django", got
+ws.close()
+print("  django-admin runserver: a websocket() route echoed: OK")
+PY
+
+mkdir -p "$RUN/kit"
+cat >"$RUN/kit/test_kit.py" <<'PY'
+def test_nothing():
+    pass
+PY
+
 # -- one clean virtualenv per extra ---------------------------------------------------------
-make_venv() {  # make_venv NAME SPEC: a clean virtualenv with the wheel installed as SPEC
+make_venv() {  # make_venv NAME SPEC [MORE...]: a clean virtualenv with the wheel installed as SPEC (and MORE)
   local venv=$WORK/venv-$1
   "$PYTHON" -m venv "$venv"
-  if ! timeout 600 "$venv/bin/python" -m pip install --disable-pip-version-check "$2" >"$WORK/install-$1.log" 2>&1; then
+  if ! timeout 600 "$venv/bin/python" -m pip install --disable-pip-version-check "${@:2}" >"$WORK/install-$1.log" 2>&1; then
     tail -n 30 "$WORK/install-$1.log" >&2
-    fail "pip install '$2'"
+    fail "pip install ${*:2}"
   fi
   "$venv/bin/python" -m pip check >/dev/null || fail "pip check in the $1 virtualenv"
   local versions
   versions=$("$venv/bin/python" -m pip list --format=freeze --disable-pip-version-check 2>/dev/null \
-    | grep -iE '^(websockets|cherrypy|cheroot|gevent|gunicorn|packaging|redis)==' | tr '\n' ' ')
+    | grep -iE '^(websockets|cherrypy|cheroot|gevent|gunicorn|packaging|redis|django|pytest)==' | tr '\n' ' ')
   say "[$1] installed: ${versions% }"
 }
 
@@ -459,6 +519,45 @@ check_redis() {
   fi
   kill -TERM "$pid"
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
+check_django() {
+  make_venv django "$WHEEL[django]"
+  local venv=$WORK/venv-django port pid log=$WORK/django.log
+  (cd "$RUN" && DJANGO_SETTINGS_MODULE=djsite timeout 60 "$venv/bin/python" check_django_setup.py) \
+    || fail "[django] django.setup() and the runserver command"
+  port=$(free_port)
+  (cd "$RUN" && DJANGO_SETTINGS_MODULE=djsite PYTHONPATH=$RUN PYTHONUNBUFFERED=1 \
+    exec "$venv/bin/django-admin" runserver --noreload "127.0.0.1:$port") >"$log" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! (cd "$RUN" && timeout 60 "$venv/bin/python" check_django_client.py "$port"); then
+    cat "$log" >&2
+    fail "[django] runserver echo"
+  fi
+  kill -INT "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    cat "$log" >&2
+    fail "[django] runserver did not stop within 10 s of SIGINT"
+  fi
+  if grep -qE "Traceback|Error" "$log"; then
+    cat "$log" >&2
+    fail "[django] errors in runserver's log"
+  fi
+}
+
+check_pytest() {
+  make_venv pytest "$WHEEL" pytest
+  local fixtures
+  fixtures=$(cd "$RUN/kit" && timeout 120 "$WORK/venv-pytest/bin/python" -m pytest -p no:cacheprovider --fixtures test_kit.py 2>&1) \
+    || { echo "$fixtures" >&2; fail "[pytest] pytest --fixtures"; }
+  for fixture in ws_server ws_client ws_leak_check; do
+    grep -q "^$fixture\b" <<<"$fixtures" || { echo "$fixtures" >&2; fail "[pytest] no $fixture fixture from the pytest11 entry point"; }
+  done
+  (cd "$RUN/kit" && timeout 120 "$WORK/venv-pytest/bin/python" -m pytest -p no:cacheprovider -q test_kit.py >/dev/null) \
+    || fail "[pytest] a test run with the plugin loaded"
+  say "[pytest] the pytest11 entry point loads ws4py_integrations.pytest_plugin: ws_server, ws_client, ws_leak_check listed"
 }
 
 for extra in $only; do
