@@ -29,7 +29,7 @@ COVERED_TESTS += tests/test_werkzeug.py tests/test_gunicorn_threads.py
 COVERED_TESTS += tests/test_engineio.py tests/test_engineio_api.py tests/test_engineio_load.py tests/test_engineio_node.py
 COVERED_TESTS += tests/test_blocking.py tests/test_behaviour_blocking.py
 COVERED_TESTS += tests/test_django.py tests/test_django_views.py
-COVERED_TESTS += tests/test_flask.py tests/test_bottle.py tests/test_pyramid.py
+COVERED_TESTS += tests/test_flask.py tests/test_bottle.py tests/test_pyramid.py tests/test_flask_run.py
 COVERED_TESTS += tests/test_socketio_packets.py tests/test_socketio_server.py tests/test_socketio_redis.py tests/test_socketio_api.py \
 	tests/test_socketio_clients.py
 COVERED_TESTS += tests/test_client.py tests/test_client_edges.py tests/test_testing.py tests/test_testing_plugin.py
