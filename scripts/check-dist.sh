@@ -535,11 +535,12 @@ check_django() {
     cat "$log" >&2
     fail "[django] runserver echo"
   fi
-  kill -INT "$pid"
+  # SIGTERM: a background job of a script ignores SIGINT (Ctrl-C), and so would runserver.
+  kill -TERM "$pid"
   for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   if kill -0 "$pid" 2>/dev/null; then
     cat "$log" >&2
-    fail "[django] runserver did not stop within 10 s of SIGINT"
+    fail "[django] runserver did not stop within 10 s of SIGTERM"
   fi
   if grep -qE "Traceback|Error" "$log"; then
     cat "$log" >&2
