@@ -6,7 +6,9 @@
 #
 # Every runtime dependency (the base one and those of each extra, not the
 # test/docs tools) is pinned to its floor: "websockets>=14,<18" installs
-# websockets==14.0. The pins are read from pyproject.toml, never written here.
+# websockets==14.0; so are the frameworks the integrations support, which the
+# test extra lists (TEST_FLOORS below: Django, werkzeug, Flask, Bottle, Pyramid...).
+# The pins are read from pyproject.toml, never written here.
 # The virtualenv (.venv-min, or $MIN_VENV) is reused while its stamp is newer
 # than pyproject.toml and this script.
 #
