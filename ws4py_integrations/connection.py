@@ -211,6 +211,7 @@ class Connection:
         "environ",
         "finalized",
         "id",
+        "io",
         "is_tls",
         "latency",
         "lock",
@@ -239,6 +240,10 @@ class Connection:
         #: A short id for log lines: ``#`` and a per-process serial number.
         self.id = f"#{next(_serials)}"
         self.sock = sock
+        #: What reads and writes go through: ``sock``, or what a backend puts in
+        #: its place (gevent: the native socket inside gevent's wrapper, whose
+        #: waiting is of no use for non-blocking I/O and costs a Python call).
+        self.io: Any = sock
         # A logger adapter of its own only while tracing: idle connections stay small.
         tracing = _protocol_logger.isEnabledFor(logging.DEBUG)
         self.protocol = MessageProtocol.accepted(
@@ -312,7 +317,7 @@ class Connection:
                     continue
                 view = self.backend.recv_buffer
                 try:
-                    data = bytes(view[: self.sock.recv_into(view)])
+                    data = bytes(view[: self.io.recv_into(view)])
                 except _WOULD_BLOCK:
                     return True
                 except OSError as exc:
@@ -554,7 +559,7 @@ class Connection:
 
     def _flush(self) -> None:
         out = self._out
-        sock = self.sock
+        sock = self.io
         while out:
             if len(out) > 1 and self._gather and not self.is_tls:
                 # Plain sockets: one gathering write, no joining copy.
@@ -597,7 +602,7 @@ class Connection:
             try:
                 # The server starts the TCP close (section 7.1.1); the peer's
                 # EOF or the close timeout finishes it.
-                sock.shutdown(socket.SHUT_WR)
+                self.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 self.abort()
 

@@ -97,6 +97,33 @@ def test_large_sends_wait_for_the_writer(manager: GeventManager) -> None:
     peer.close()
 
 
+def test_a_waiting_greenlet_handler_delays_only_its_own_connection() -> None:
+    # Both connections have a message before the runner greenlet starts, so
+    # one runner takes both: the first handler waits, the second must not.
+    manager = GeventManager(handlers="greenlets")
+    release = gevent.event.Event()
+
+    class Waits(WebSocket):
+        def received_message(self, message: Message) -> None:
+            if message.data == "wait":
+                assert release.wait(TIMEOUT)
+            self.send(message.data)
+
+    peers = []
+    for text in (b"wait", b"go"):
+        server, client = socket.socketpair()
+        manager.run(Connection(server, accept(), OPTIONS, ENVIRON, manager, Waits), client_frame(OP_TEXT, text))
+        peer = gevent.socket.socket(fileno=client.detach())
+        peer.settimeout(TIMEOUT)
+        peers.append(peer)
+    expect(peers[1], server_frame(OP_TEXT, b"go"))
+    assert not release.is_set()
+    release.set()
+    expect(peers[0], server_frame(OP_TEXT, b"wait"))
+    with gevent.Timeout(TIMEOUT):
+        manager.stop(timeout=1.0)
+
+
 def test_timers_and_cancellation() -> None:
     mgr = GeventManager(handlers="greenlets")
     mgr.start()

@@ -29,9 +29,11 @@ for the hub from another thread goes through ``loop.run_callback_threadsafe``.
 
 from __future__ import annotations
 
+import _socket
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
@@ -145,6 +147,10 @@ class GeventManager(Manager):
         self._queue_lock = _RealLock()
         self._watches: dict[Connection, _Watch] = {}
         self._watches_lock = _RealLock()
+        # Greenlet handlers: connections whose callbacks wait for the runner
+        # greenlet, and the runner (see _run_ready). Hub thread only.
+        self._ready: deque[Connection] = deque()
+        self._runner: Any = None
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -223,13 +229,6 @@ class GeventManager(Manager):
         else:
             self._loop.run_callback_threadsafe(func, *args)
 
-    def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
-        """Start a greenlet on the hub (from any thread)."""
-        if self._in_hub_thread():
-            gevent.spawn(func, *args)
-        else:
-            self._loop.run_callback_threadsafe(gevent.spawn, func, *args)
-
     # -- backend hooks -------------------------------------------------------------
 
     def _watch(self, conn: Connection, buffered: bytes) -> None:
@@ -238,6 +237,12 @@ class GeventManager(Manager):
             # gevent's SSLSocket is not a subclass of ssl.SSLSocket (unless patched):
             # the engine must still drain the bytes TLS already decrypted.
             conn.is_tls = True
+        else:
+            # gevent's socket wraps a native one, always non-blocking: read and
+            # write through that directly (a C call instead of a Python one).
+            raw = getattr(conn.sock, "_sock", None)
+            if isinstance(raw, _socket.socket):
+                conn.io = raw
         with self._watches_lock:
             self._watches[conn] = _Watch()
         # Bytes the server already read go first, before anything the hub reads.
@@ -383,7 +388,7 @@ class GeventManager(Manager):
         # In the hub greenlet: the function itself runs on a greenlet of its own.
         timer.watcher = None
         if not timer.cancelled:
-            gevent.spawn(self._run_timer, timer)
+            gevent.spawn_raw(self._run_timer, timer)
 
     @staticmethod
     def _run_timer(timer: _HubTimer) -> None:
@@ -397,7 +402,10 @@ class GeventManager(Manager):
     def _queue_ready(self, conn: Connection) -> None:
         pool = self._pool
         if pool is None:
-            self._spawn(self._run_turn, conn)
+            if self._in_hub_thread():
+                self._ready_on_hub(conn)
+            else:
+                self._loop.run_callback_threadsafe(self._ready_on_hub, conn)
             return
         try:
             pool.submit(self._run_turn, conn)
@@ -406,7 +414,41 @@ class GeventManager(Manager):
             self._run_queue(conn, lambda done: False)
 
     def _run_turn(self, conn: Connection) -> None:
-        # After a batch, the rest waits for a new greenlet or pool task:
-        # others get their turn, and this connection's order is kept.
+        # After a batch, the rest waits for a new pool task: others get
+        # their turn, and this connection's order is kept.
         if self._run_queue(conn, lambda done: done >= BATCH):
             self._queue_ready(conn)
+
+    # Greenlet handlers. One runner greenlet runs the queues of every
+    # connection with work, one after the other, rather than a greenlet per
+    # connection per read: a greenlet costs more than an echo. A handler
+    # that blocks (yields to the hub) must delay only its own connection:
+    # the first time the runner yields, a hub callback it registered at
+    # start (_check_runner) sees it still alive and hands the other ready
+    # connections to a new runner; the blocked one finishes its turn of the
+    # connection it is on (that connection's order is kept) and ends.
+
+    def _ready_on_hub(self, conn: Connection) -> None:
+        self._ready.append(conn)
+        if self._runner is None:
+            self._runner = gevent.spawn_raw(self._run_ready)
+
+    def _run_ready(self) -> None:
+        me = gevent.getcurrent()
+        self._loop.run_callback(self._check_runner, me)
+        ready = self._ready
+        while self._runner is me and ready:
+            conn = ready.popleft()
+            if self._run_queue(conn, lambda done: done >= BATCH):
+                # The rest of the batch goes to the back of the line.
+                self._ready_on_hub(conn)
+        if self._runner is me:
+            self._runner = None
+
+    def _check_runner(self, runner: Any) -> None:
+        # In the hub: the runner has switched out. Alive, a handler is waiting
+        # for something (or, dead, it failed): the others go to a new runner.
+        if self._runner is runner:
+            self._runner = None
+            if self._ready:
+                self._runner = gevent.spawn_raw(self._run_ready)
