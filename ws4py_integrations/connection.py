@@ -469,7 +469,25 @@ class Connection:
                 _protocol_logger.debug("%s > %s [%d bytes]", self.id, "TEXT" if text else "BINARY", len(payload))
             header = _header(0x81 if text else 0x82, len(payload))
             if len(payload) < _COALESCE:
-                self._queue(header + payload)
+                frame: bytes | memoryview = header + payload
+                if self._out is None:
+                    # Nothing waits to be sent (the common case): write now,
+                    # queueing only what the socket did not take.
+                    sent = self._send(self.io.send, frame)
+                    self.messages_out += 1
+                    if sent:
+                        self._head_tried = False
+                        self.bytes_out += sent
+                        if sent < len(frame):
+                            # The rest, as _flush would: again until it would block.
+                            self._queue(memoryview(frame)[sent:])
+                            self._flush()
+                    elif not self.finalized:
+                        # Nothing taken: writability is watched (_send), the
+                        # same buffer retried then.
+                        self._queue(frame)
+                    return
+                self._queue(frame)
             else:
                 # A large payload is queued as is, behind its header: no copy.
                 self._queue(header)
