@@ -151,6 +151,8 @@ class GeventManager(Manager):
         # greenlet, and the runner (see _run_ready). Hub thread only.
         self._ready: deque[Connection] = deque()
         self._runner: Any = None
+        self._idle_runner: Any = None
+        self._runners_end = False
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -196,6 +198,8 @@ class GeventManager(Manager):
     def _stop_backend(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+        else:
+            self._call_soon(self._end_idle_runner)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until every connection has finished (its ``closed()`` has run).
@@ -421,34 +425,56 @@ class GeventManager(Manager):
 
     # Greenlet handlers. One runner greenlet runs the queues of every
     # connection with work, one after the other, rather than a greenlet per
-    # connection per read: a greenlet costs more than an echo. A handler
-    # that blocks (yields to the hub) must delay only its own connection:
-    # the first time the runner yields, a hub callback it registered at
-    # start (_check_runner) sees it still alive and hands the other ready
-    # connections to a new runner; the blocked one finishes its turn of the
-    # connection it is on (that connection's order is kept) and ends.
+    # connection per read: creating a greenlet costs more than an echo, so
+    # the runner parks when it runs out of work and is switched to again. A
+    # handler that blocks (yields to the hub) must delay only its own
+    # connection: the first time the runner yields, a hub callback it
+    # registered (_check_runner) sees it is still the runner and hands the
+    # other ready connections to another runner; the blocked one finishes
+    # its turn of the connection it is on (that connection's order is kept).
 
     def _ready_on_hub(self, conn: Connection) -> None:
         self._ready.append(conn)
         if self._runner is None:
+            self._wake_runner()
+
+    def _wake_runner(self) -> None:
+        idle = self._idle_runner
+        if idle is not None:
+            self._idle_runner = None
+            self._runner = idle
+            self._loop.run_callback(idle.switch)
+        else:
             self._runner = gevent.spawn_raw(self._run_ready)
 
     def _run_ready(self) -> None:
         me = gevent.getcurrent()
-        self._loop.run_callback(self._check_runner, me)
         ready = self._ready
-        while self._runner is me and ready:
-            conn = ready.popleft()
-            if self._run_queue(conn, lambda done: done >= BATCH):
-                # The rest of the batch goes to the back of the line.
-                self._ready_on_hub(conn)
-        if self._runner is me:
-            self._runner = None
+        while True:
+            self._loop.run_callback(self._check_runner, me)
+            while self._runner is me and ready:
+                conn = ready.popleft()
+                if self._run_queue(conn, lambda done: done >= BATCH):
+                    # The rest of the batch goes to the back of the line.
+                    self._ready_on_hub(conn)
+            if self._runner is me:
+                self._runner = None
+            if self._idle_runner is not None or self._runners_end:
+                return
+            self._idle_runner = me
+            # Parked until _wake_runner switches back (it made this the runner).
+            self._hub.switch()
 
     def _check_runner(self, runner: Any) -> None:
-        # In the hub: the runner has switched out. Alive, a handler is waiting
-        # for something (or, dead, it failed): the others go to a new runner.
+        # In the hub: the runner has switched out. Still the runner, a handler
+        # is waiting for something (or it failed): the others go to another.
         if self._runner is runner:
             self._runner = None
             if self._ready:
-                self._runner = gevent.spawn_raw(self._run_ready)
+                self._wake_runner()
+
+    def _end_idle_runner(self) -> None:
+        self._runners_end = True
+        idle, self._idle_runner = self._idle_runner, None
+        if idle is not None:
+            idle.switch()
