@@ -455,8 +455,15 @@ class GeventManager(Manager):
             while self._runner is me and ready:
                 conn = ready.popleft()
                 if self._run_queue(conn, lambda done: done >= BATCH):
-                    # The rest of the batch goes to the back of the line.
-                    self._ready_on_hub(conn)
+                    # A full batch: the rest goes to the back of the line, and
+                    # the hub runs what it has (I/O, other greenlets) before
+                    # the next turn, as it would for a new greenlet.
+                    ready.append(conn)
+                    if self._runner is me:
+                        self._runner = None
+                    if self._runner is None:
+                        self._loop.run_callback(self._resume_ready)
+                    break
             if self._runner is me:
                 self._runner = None
             if self._idle_runner is not None or self._runners_end:
@@ -464,6 +471,10 @@ class GeventManager(Manager):
             self._idle_runner = me
             # Parked until _wake_runner switches back (it made this the runner).
             self._hub.switch()
+
+    def _resume_ready(self) -> None:
+        if self._runner is None and self._ready:
+            self._wake_runner()
 
     def _check_runner(self, runner: Any) -> None:
         # In the hub: the runner has switched out. Still the runner, a handler
