@@ -18,6 +18,7 @@ import os
 import socket
 import ssl
 import struct
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -116,13 +117,31 @@ def _process_environ_snapshot() -> dict[str, str]:
     return snapshot
 
 
+# Values that differ from one connection to the next: not worth sharing.
+_UNIQUE = frozenset({"HTTP_SEC_WEBSOCKET_KEY", "REMOTE_PORT"})
+_intern = sys.intern
+
+
 def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
     """The environ a WebSocket keeps: the request's, less the server's stream
-    objects and the copy of the process environment some servers (wsgiref) add."""
+    objects and the copy of the process environment some servers (wsgiref) add.
+
+    Its string keys and values are shared between connections (interned):
+    servers make new ones for every request, yet most are the same for every
+    connection (method, protocol, host, path, upgrade headers), and thousands
+    of idle connections would each keep their own copies (~0.5 KiB).
+    """
     process = _process_environ_snapshot()
-    return {
-        key: value for key, value in environ.items() if key not in _PLUMBING and process.get(key, _PLUMBING) != value
-    }
+    kept: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key in _PLUMBING or process.get(key, _PLUMBING) == value:
+            continue
+        if type(key) is str:
+            if type(value) is str and key not in _UNIQUE and len(value) <= 256:
+                value = _intern(value)
+            key = _intern(key)
+        kept[key] = value
+    return kept
 
 
 class Backend(Protocol):

@@ -562,6 +562,25 @@ def test_connection_environ_drops_plumbing_and_the_process_environment(monkeypat
     }
 
 
+def test_connection_environs_share_equal_strings() -> None:
+    def request() -> dict[str, Any]:
+        # New string objects for every request, as servers make them.
+        return {
+            "".join(["HTTP_", "HOST"]): "".join(["127.0.0.1", ":9001"]),
+            "HTTP_SEC_WEBSOCKET_KEY": "".join(["dGhlIHNhbXBsZSBub25jZQ", "=="]),
+            "HTTP_COOKIE": "".join(["c" * 150, "d" * 150]),
+            "wsgi.version": (1, 0),
+        }
+
+    first, second = connection_environ(request()), connection_environ(request())
+    assert first == second == request()
+    key_one, key_two = (next(k for k in env if k == "HTTP_HOST") for env in (first, second))
+    assert key_one is key_two and first["HTTP_HOST"] is second["HTTP_HOST"]
+    # What differs per connection, or is large, is kept as it came.
+    assert first["HTTP_SEC_WEBSOCKET_KEY"] is not second["HTTP_SEC_WEBSOCKET_KEY"]
+    assert first["HTTP_COOKIE"] is not second["HTTP_COOKIE"]
+
+
 def test_websocket_properties(pair: Any, backend: FakeBackend) -> None:
     server, _ = pair
     the_accept = accept(HTTP_SEC_WEBSOCKET_EXTENSIONS="permessage-deflate")
