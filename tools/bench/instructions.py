@@ -67,25 +67,43 @@ def _handshake(port: int) -> socket.socket:
     return sock
 
 
-# A masked 32-byte text frame (mask 0x01020304) and the echo it gets back.
-_PAYLOAD = b"x" * 32
 _MASK = bytes((1, 2, 3, 4))
-_FRAME = bytes((0x81, 0x80 | 32)) + _MASK + bytes(b ^ _MASK[i % 4] for i, b in enumerate(_PAYLOAD))
-_ECHO = bytes((0x81, 32)) + _PAYLOAD
 
 
-def _echo(socks: list[socket.socket], messages: int) -> None:
+def _frames(size: int) -> tuple[bytes, bytes]:
+    """A masked client frame of ``size`` bytes (text up to 125 bytes, else binary) and its echo."""
+    payload = b"x" * size
+    if size < 126:
+        head, length = 0x81, bytes((size,))
+    elif size < 65536:
+        head, length = 0x82, bytes((126,)) + size.to_bytes(2, "big")
+    else:
+        head, length = 0x82, bytes((127,)) + size.to_bytes(8, "big")
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(_MASK * (size // 4) + _MASK[: size % 4], "big")).to_bytes(
+        size, "big"
+    )
+    frame = bytes((head, length[0] | 0x80)) + length[1:] + _MASK + masked
+    return frame, bytes((head,)) + length + payload
+
+
+# A masked 32-byte text frame (mask 0x01020304) and the echo it gets back.
+_FRAME, _ECHO = _frames(32)
+
+
+def _echo(socks: list[socket.socket], messages: int, frames: tuple[bytes, bytes] | None = None) -> None:
     """Closed loop: one message in flight per connection, ``messages`` in all."""
+    frame, echo = frames or (_FRAME, _ECHO)
     sel = selectors.DefaultSelector()
     pending: dict[socket.socket, bytes] = {}
     sent = 0
     for sock in socks:
+        sock.setblocking(True)
+        if sent < messages:
+            sock.sendall(frame)
+            sent += 1
         sock.setblocking(False)
         sel.register(sock, selectors.EVENT_READ, sock)
         pending[sock] = b""
-        if sent < messages:
-            sock.sendall(_FRAME)
-            sent += 1
     received = 0
     deadline = time.monotonic() + TIMEOUT
     while received < messages:
@@ -93,17 +111,19 @@ def _echo(socks: list[socket.socket], messages: int) -> None:
             raise TimeoutError("echo timed out")
         for key, _ in sel.select(5.0):
             sock = key.data
-            data = sock.recv(65536)
+            data = sock.recv(1 << 20)
             if not data:
                 raise RuntimeError("server closed a connection")
             buf = pending[sock] + data
-            while len(buf) >= len(_ECHO):
-                if buf[: len(_ECHO)] != _ECHO:
+            while len(buf) >= len(echo):
+                if buf[: len(echo)] != echo:
                     raise RuntimeError(f"unexpected echo {buf[:40]!r}")
-                buf = buf[len(_ECHO) :]
+                buf = buf[len(echo) :]
                 received += 1
                 if sent < messages:
-                    sock.sendall(_FRAME)
+                    sock.setblocking(True)
+                    sock.sendall(frame)
+                    sock.setblocking(False)
                     sent += 1
             pending[sock] = buf
     sel.close()
@@ -116,7 +136,9 @@ def _control(pid: int, *args: str) -> None:
     pass
 
 
-def measure(server: str, scenario: str, count: int, conns: int, python: str, keep: str | None = None) -> int:
+def measure(
+    server: str, scenario: str, count: int, conns: int, python: str, keep: str | None = None, size: int = 32
+) -> int:
     """Instructions of ``server`` for the measured phase of ``scenario``."""
     with tempfile.TemporaryDirectory(prefix="bench-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -146,8 +168,10 @@ def measure(server: str, scenario: str, count: int, conns: int, python: str, kee
             if scenario == "echo":
                 socks = warm
                 _echo(socks, conns * 4)
+                frames = _frames(size)
+                _echo(socks, conns, frames)
                 _control(proc.pid, "-i", "on")
-                _echo(socks, count)
+                _echo(socks, count, frames)
                 _control(proc.pid, "-i", "off")
             else:
                 _control(proc.pid, "-i", "on")
@@ -187,13 +211,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=4000, help="echo: messages measured")
     parser.add_argument("--handshakes", type=int, default=200, help="handshake: connections measured")
     parser.add_argument("--conns", type=int, default=16)
+    parser.add_argument("--size", type=int, default=32, help="echo: message size (binary from 126 bytes)")
     parser.add_argument("--keep", metavar="FILE", help="copy the measured phase's callgrind dump here")
     parser.add_argument("--python", default=str(ROOT / ".venv" / "bin" / "python"))
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         sys.exit("valgrind (callgrind) is needed: apt-get install valgrind")
     count = args.messages if args.scenario == "echo" else args.handshakes
-    total = measure(args.server, args.scenario, count, args.conns, args.python, args.keep)
+    total = measure(args.server, args.scenario, count, args.conns, args.python, args.keep, args.size)
     unit = "message" if args.scenario == "echo" else "handshake"
     print(f"{args.server} {args.scenario}: {total:,} instructions, {total / count:,.0f} per {unit}")
 
