@@ -153,6 +153,7 @@ class GeventManager(Manager):
         self._runner: Any = None
         self._idle_runner: Any = None
         self._runners_end = False
+        self._turns = 0
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -439,6 +440,8 @@ class GeventManager(Manager):
             self._wake_runner()
 
     def _wake_runner(self) -> None:
+        # A new turn of duty: a check registered in an earlier one is stale.
+        self._turns += 1
         idle = self._idle_runner
         if idle is not None:
             self._idle_runner = None
@@ -451,7 +454,7 @@ class GeventManager(Manager):
         me = gevent.getcurrent()
         ready = self._ready
         while True:
-            self._loop.run_callback(self._check_runner, me)
+            self._loop.run_callback(self._check_runner, me, self._turns)
             while self._runner is me and ready:
                 conn = ready.popleft()
                 if self._run_queue(conn, lambda done: done >= BATCH):
@@ -476,10 +479,11 @@ class GeventManager(Manager):
         if self._runner is None and self._ready:
             self._wake_runner()
 
-    def _check_runner(self, runner: Any) -> None:
-        # In the hub: the runner has switched out. Still the runner, a handler
-        # is waiting for something (or it failed): the others go to another.
-        if self._runner is runner:
+    def _check_runner(self, runner: Any, turn: int) -> None:
+        # In the hub: the runner has switched out. Still the runner in the same
+        # turn of duty, a handler is waiting for something (or it failed): the
+        # others go to another.
+        if self._runner is runner and self._turns == turn:
             self._runner = None
             if self._ready:
                 self._wake_runner()
