@@ -18,6 +18,7 @@ import os
 import socket
 import ssl
 import struct
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -116,13 +117,31 @@ def _process_environ_snapshot() -> dict[str, str]:
     return snapshot
 
 
+# Values that differ from one connection to the next: not worth sharing.
+_UNIQUE = frozenset({"HTTP_SEC_WEBSOCKET_KEY", "REMOTE_PORT"})
+_intern = sys.intern
+
+
 def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
     """The environ a WebSocket keeps: the request's, less the server's stream
-    objects and the copy of the process environment some servers (wsgiref) add."""
+    objects and the copy of the process environment some servers (wsgiref) add.
+
+    Its string keys and values are shared between connections (interned):
+    servers make new ones for every request, yet most are the same for every
+    connection (method, protocol, host, path, upgrade headers), and thousands
+    of idle connections would each keep their own copies (~0.5 KiB).
+    """
     process = _process_environ_snapshot()
-    return {
-        key: value for key, value in environ.items() if key not in _PLUMBING and process.get(key, _PLUMBING) != value
-    }
+    kept: dict[str, Any] = {}
+    for key, value in environ.items():
+        if key in _PLUMBING or process.get(key, _PLUMBING) == value:
+            continue
+        if type(key) is str:
+            if type(value) is str and key not in _UNIQUE and len(value) <= 256:
+                value = _intern(value)
+            key = _intern(key)
+        kept[key] = value
+    return kept
 
 
 class Backend(Protocol):
@@ -212,6 +231,7 @@ class Connection:
         "finalized",
         "holds_messages",
         "id",
+        "io",
         "is_tls",
         "latency",
         "lock",
@@ -240,6 +260,10 @@ class Connection:
         #: A short id for log lines: ``#`` and a per-process serial number.
         self.id = f"#{next(_serials)}"
         self.sock = sock
+        #: What reads and writes go through: ``sock``, or what a backend puts in
+        #: its place (gevent: the native socket inside gevent's wrapper, whose
+        #: waiting is of no use for non-blocking I/O and costs a Python call).
+        self.io: Any = sock
         # A logger adapter of its own only while tracing: idle connections stay small.
         tracing = _protocol_logger.isEnabledFor(logging.DEBUG)
         self.protocol = MessageProtocol.accepted(
@@ -316,7 +340,7 @@ class Connection:
                     continue
                 view = self.backend.recv_buffer
                 try:
-                    data = bytes(view[: self.sock.recv_into(view)])
+                    data = bytes(view[: self.io.recv_into(view)])
                 except _WOULD_BLOCK:
                     return True
                 except OSError as exc:
@@ -485,7 +509,25 @@ class Connection:
                 _protocol_logger.debug("%s > %s [%d bytes]", self.id, "TEXT" if text else "BINARY", len(payload))
             header = _header(0x81 if text else 0x82, len(payload))
             if len(payload) < _COALESCE:
-                self._queue(header + payload)
+                frame: bytes | memoryview = header + payload
+                if self._out is None:
+                    # Nothing waits to be sent (the common case): write now,
+                    # queueing only what the socket did not take.
+                    sent = self._send(self.io.send, frame)
+                    self.messages_out += 1
+                    if sent:
+                        self._head_tried = False
+                        self.bytes_out += sent
+                        if sent < len(frame):
+                            # The rest, as _flush would: again until it would block.
+                            self._queue(memoryview(frame)[sent:])
+                            self._flush()
+                    elif not self.finalized:
+                        # Nothing taken: writability is watched (_send), the
+                        # same buffer retried then.
+                        self._queue(frame)
+                    return
+                self._queue(frame)
             else:
                 # A large payload is queued as is, behind its header: no copy.
                 self._queue(header)
@@ -575,7 +617,7 @@ class Connection:
 
     def _flush(self) -> None:
         out = self._out
-        sock = self.sock
+        sock = self.io
         while out:
             if len(out) > 1 and self._gather and not self.is_tls:
                 # Plain sockets: one gathering write, no joining copy.
@@ -618,7 +660,7 @@ class Connection:
             try:
                 # The server starts the TCP close (section 7.1.1); the peer's
                 # EOF or the close timeout finishes it.
-                sock.shutdown(socket.SHUT_WR)
+                self.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 self.abort()
 

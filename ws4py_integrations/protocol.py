@@ -129,10 +129,12 @@ class MessageProtocol(ServerProtocol):
         # Our own copy: websockets renamed its attribute (max_size, max_message_size).
         self.size_limit: int | None = kwargs.get("max_size")
         # Restart the parser on a reader that tracks frame boundaries (no
-        # data has been fed yet, so nothing is lost).
+        # data has been fed yet, so nothing is lost), once it has something to
+        # parse (_start_parser): a suspended parser is a chain of generator
+        # frames (~1 KiB), and an idle connection, or one whose frames all take
+        # the fast path, never needs it.
         self.reader = _Reader()
-        self.parser = self.parse()
-        next(self.parser)
+        self.parser = None  # type: ignore[assignment]
         self.inbox: list[Message | Pong] = []
         # The fragmented message being received, if any.
         self._asm: _Assembly | None = None
@@ -161,10 +163,23 @@ class MessageProtocol(ServerProtocol):
             data = self._parse_fast(data, max_messages)
             if not data or (max_messages is not None and len(self.inbox) >= max_messages):
                 return data
+        if self.parser is None:
+            self._start_parser()
         super().receive_data(data)
         if reader.mid_frame and self.state is State.OPEN and reader.waiting_for_payload():  # type: ignore[attr-defined]
             self._validate_partial_text()
         return b""
+
+    def receive_eof(self) -> None:
+        if self.parser is None:
+            self._start_parser()
+        super().receive_eof()
+
+    def _start_parser(self) -> None:
+        # Exactly where websockets starts it: nothing has been fed to the
+        # parser yet, so it waits for the first frame header.
+        self.parser = self.parse()
+        next(self.parser)
 
     def _parse_fast(self, data: bytes | bytearray, max_messages: int | None = None) -> bytes | bytearray:
         """Turn the complete, unfragmented, uncompressed text and binary frames at

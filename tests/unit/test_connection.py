@@ -236,6 +236,38 @@ def test_a_send_that_returns_zero_waits_for_writability(pair: Any, backend: Fake
     assert recv_exactly(client, 3) == b"\x81\x01x"
 
 
+def test_a_direct_send_queues_what_the_socket_did_not_take(pair: Any, backend: FakeBackend) -> None:
+    server, client = pair
+    sock = ProxySocket(server)
+    conn = make_connection(sock, backend, **NO_TIMERS)  # type: ignore[arg-type]
+    calls: list[bytes] = []
+
+    def send(data: bytes) -> int:
+        calls.append(bytes(data))
+        if len(calls) > 1:
+            raise BlockingIOError
+        return server.send(data[:2])
+
+    sock.send = send  # type: ignore[method-assign]
+    handler(conn).send("xyz")
+    # The rest is tried again at once, then waits for writability.
+    assert calls == [b"\x81\x03xyz", b"xyz"]
+    assert backend.writable_wanted == [conn] and conn.out_size == 3 and conn.bytes_out == 2
+    del sock.send
+    assert conn.on_writable() is False
+    assert recv_exactly(client, 5) == b"\x81\x03xyz"
+    assert conn.out_size == 0 and conn.bytes_out == 5 and conn.messages_out == 1
+
+
+def test_a_direct_send_error_drops_the_connection(pair: Any, backend: FakeBackend) -> None:
+    server, _ = pair
+    sock = ProxySocket(server)
+    conn = make_connection(sock, backend, **NO_TIMERS)  # type: ignore[arg-type]
+    sock.fail_with["send"] = BrokenPipeError("broken pipe")
+    handler(conn).send("x")  # the failure is the connection's, not the sender's
+    assert conn.finalized and backend.lost == [conn] and conn.out_size == 0
+
+
 @pytest.mark.parametrize("gather", [True, False], ids=["sendmsg", "send"])
 def test_a_send_error_drops_the_connection(pair: Any, backend: FakeBackend, gather: bool) -> None:
     server, _ = pair
@@ -271,10 +303,10 @@ def test_sendmsg_returning_zero_waits_for_writability(pair: Any, backend: FakeBa
         def sendmsg(self, buffers: Any) -> int:
             return 0
 
-    conn.sock = ZeroSendmsg()  # type: ignore[assignment]
+    conn.io = ZeroSendmsg()
     assert conn.on_writable() is True
     assert backend.writable_wanted == [conn]
-    conn.sock = server
+    conn.io = server
     assert conn.on_writable() is False
 
 
@@ -528,6 +560,25 @@ def test_connection_environ_drops_plumbing_and_the_process_environment(monkeypat
         "PATH_INFO": "/ws",
         "HTTP_COOKIE": "a=b",
     }
+
+
+def test_connection_environs_share_equal_strings() -> None:
+    def request() -> dict[str, Any]:
+        # New string objects for every request, as servers make them.
+        return {
+            "".join(["HTTP_", "HOST"]): "".join(["127.0.0.1", ":9001"]),
+            "HTTP_SEC_WEBSOCKET_KEY": "".join(["dGhlIHNhbXBsZSBub25jZQ", "=="]),
+            "HTTP_COOKIE": "".join(["c" * 150, "d" * 150]),
+            "wsgi.version": (1, 0),
+        }
+
+    first, second = connection_environ(request()), connection_environ(request())
+    assert first == second == request()
+    key_one, key_two = (next(k for k in env if k == "HTTP_HOST") for env in (first, second))
+    assert key_one is key_two and first["HTTP_HOST"] is second["HTTP_HOST"]
+    # What differs per connection, or is large, is kept as it came.
+    assert first["HTTP_SEC_WEBSOCKET_KEY"] is not second["HTTP_SEC_WEBSOCKET_KEY"]
+    assert first["HTTP_COOKIE"] is not second["HTTP_COOKIE"]
 
 
 def test_websocket_properties(pair: Any, backend: FakeBackend) -> None:

@@ -97,6 +97,64 @@ def test_large_sends_wait_for_the_writer(manager: GeventManager) -> None:
     peer.close()
 
 
+def test_a_waiting_greenlet_handler_delays_only_its_own_connection() -> None:
+    # Both connections have a message before the runner greenlet starts, so
+    # one runner takes both: the first handler waits, the second must not.
+    manager = GeventManager(handlers="greenlets")
+    release = gevent.event.Event()
+
+    class Waits(WebSocket):
+        def received_message(self, message: Message) -> None:
+            if message.data == "wait":
+                assert release.wait(TIMEOUT)
+            self.send(message.data)
+
+    peers = []
+    for text in (b"wait", b"go"):
+        server, client = socket.socketpair()
+        manager.run(Connection(server, accept(), OPTIONS, ENVIRON, manager, Waits), client_frame(OP_TEXT, text))
+        peer = gevent.socket.socket(fileno=client.detach())
+        peer.settimeout(TIMEOUT)
+        peers.append(peer)
+    expect(peers[1], server_frame(OP_TEXT, b"go"))
+    assert not release.is_set()
+    release.set()
+    expect(peers[0], server_frame(OP_TEXT, b"wait"))
+    with gevent.Timeout(TIMEOUT):
+        manager.stop(timeout=1.0)
+
+
+def test_a_busy_connection_lets_the_hub_read_between_batches() -> None:
+    # Three batches of messages wait for one connection; the other's message
+    # is still in its socket: the hub reads it after the first batch, and it
+    # is handled then, not after all three.
+    manager = GeventManager(handlers="greenlets")
+    handled: list[tuple[int, str]] = []
+
+    class Records(WebSocket):
+        def received_message(self, message: Message) -> None:
+            handled.append((id(self), str(message.data)))
+
+    busy_server, busy_client = socket.socketpair()
+    frames = b"".join(client_frame(OP_TEXT, b"%d" % i) for i in range(3 * BATCH))
+    busy = Connection(busy_server, accept(), OPTIONS, ENVIRON, manager, Records)
+    manager.run(busy, frames)
+    other_server, other_client = socket.socketpair()
+    other = Connection(other_server, accept(), OPTIONS, ENVIRON, manager, Records)
+    manager.run(other)
+    peer = gevent.socket.socket(fileno=other_client.detach())
+    peer.sendall(client_frame(OP_TEXT, b"other"))
+    with gevent.Timeout(TIMEOUT):
+        while len(handled) < 3 * BATCH + 1:
+            gevent.sleep(0.01)
+    assert handled.index((id(other.websocket), "other")) < 2 * BATCH
+    assert [data for key, data in handled if key == id(busy.websocket)] == [str(i) for i in range(3 * BATCH)]
+    busy_client.close()
+    peer.close()
+    with gevent.Timeout(TIMEOUT):
+        manager.stop(timeout=1.0)
+
+
 def test_timers_and_cancellation() -> None:
     mgr = GeventManager(handlers="greenlets")
     mgr.start()

@@ -306,3 +306,22 @@ def test_compressed_invalid_utf8_is_1007_once_inflated() -> None:
     wire = Frame(Opcode.TEXT, b"ok\xff").serialize(mask=True, extensions=[deflate_client()])
     proto.receive_data(wire)
     assert proto.data_to_send() == [server_close(1007, "invalid start byte at position 2"), EOF_MARK]
+
+
+def test_the_parser_starts_only_when_bytes_need_it() -> None:
+    # Idle, or fed only frames the fast path takes: no suspended parser held.
+    proto = protocol()
+    assert proto.parser is None
+    proto.receive_data(client_frame(OP_TEXT, b"fast"))
+    assert proto.parser is None and proto.inbox == [Message("fast")]
+    # A control frame goes to websockets' parser, started from the frame boundary.
+    proto.receive_data(client_frame(OP_PING, b"p"))
+    assert proto.parser is not None
+    assert proto.data_to_send() == [server_frame(OP_PONG, b"p")]
+
+
+def test_an_eof_before_any_frame_starts_the_parser() -> None:
+    proto = protocol()
+    proto.receive_eof()
+    assert proto.state is State.CLOSED
+    assert proto.data_to_send() == [EOF_MARK]

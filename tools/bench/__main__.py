@@ -1,4 +1,5 @@
-"""``python -m tools.bench [options]`` runs the benchmark; ``... profile`` profiles our server; ``... guard`` is the regression guard."""
+"""``python -m tools.bench [options]`` runs the benchmark; ``... profile`` profiles our server; ``... guard`` is the regression guard;
+``... instructions`` counts instructions per message under callgrind."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ def main() -> int:
         from .guard import main as guard_main
 
         return guard_main(sys.argv[2:])
+    if sys.argv[1:2] == ["instructions"]:
+        from .instructions import main as instructions_main
+
+        instructions_main(sys.argv[2:])
+        return 0
     from .run import main as run_main
 
     return run_main(sys.argv[1:])

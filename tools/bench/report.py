@@ -64,6 +64,7 @@ TARGETS = (
     Target("bulk-1m", "mb_per_s", "websockets", 1.0),
     Target("idle-1000", "rss_per_conn_kib", None, 0.0, higher_better=False),
     Target("idle-5000", "rss_per_conn_kib", None, 0.0, higher_better=False),
+    Target("idle-10000", "rss_per_conn_kib", None, 0.0, higher_better=False),
     Target("broadcast-1000", "p50_ms", "websockets", 1.0, higher_better=False),
 )
 

@@ -71,13 +71,24 @@ SCENARIOS = {
         Scenario("bulk-1m", "bulk echo, 1 MiB binary, 1 connection", "echo", 1, 2**20, "binary"),
         Scenario("idle-1000", "1,000 idle connections", "idle", 1000),
         Scenario("idle-5000", "5,000 idle connections", "idle", 5000),
+        Scenario("idle-10000", "10,000 idle connections", "idle", 10000),
         Scenario("broadcast-1000", "broadcast to 1,000 clients, 32 B text", "broadcast", 1000),
         # Quick mode's smaller configurations.
         Scenario("idle-200", "200 idle connections", "idle", 200),
         Scenario("broadcast-100", "broadcast to 100 clients, 32 B text", "broadcast", 100),
     )
 }
-FULL = ("echo-1", "echo-16", "echo-256", "bulk-64k", "bulk-1m", "idle-1000", "idle-5000", "broadcast-1000")
+FULL = (
+    "echo-1",
+    "echo-16",
+    "echo-256",
+    "bulk-64k",
+    "bulk-1m",
+    "idle-1000",
+    "idle-5000",
+    "idle-10000",
+    "broadcast-1000",
+)
 QUICK = ("echo-16", "bulk-64k", "idle-200", "broadcast-100")
 
 

@@ -29,9 +29,11 @@ for the hub from another thread goes through ``loop.run_callback_threadsafe``.
 
 from __future__ import annotations
 
+import _socket
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, Literal
@@ -145,6 +147,13 @@ class GeventManager(Manager):
         self._queue_lock = _RealLock()
         self._watches: dict[Connection, _Watch] = {}
         self._watches_lock = _RealLock()
+        # Greenlet handlers: connections whose callbacks wait for the runner
+        # greenlet, and the runner (see _run_ready). Hub thread only.
+        self._ready: deque[Connection] = deque()
+        self._runner: Any = None
+        self._idle_runner: Any = None
+        self._runners_end = False
+        self._turns = 0
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -190,6 +199,8 @@ class GeventManager(Manager):
     def _stop_backend(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False)
+        else:
+            self._call_soon(self._end_idle_runner)
 
     def wait_closed(self, timeout: float | None = None) -> bool:
         """Wait until every connection has finished (its ``closed()`` has run).
@@ -223,13 +234,6 @@ class GeventManager(Manager):
         else:
             self._loop.run_callback_threadsafe(func, *args)
 
-    def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
-        """Start a greenlet on the hub (from any thread)."""
-        if self._in_hub_thread():
-            gevent.spawn(func, *args)
-        else:
-            self._loop.run_callback_threadsafe(gevent.spawn, func, *args)
-
     # -- backend hooks -------------------------------------------------------------
 
     def _watch(self, conn: Connection, buffered: bytes) -> None:
@@ -238,6 +242,12 @@ class GeventManager(Manager):
             # gevent's SSLSocket is not a subclass of ssl.SSLSocket (unless patched):
             # the engine must still drain the bytes TLS already decrypted.
             conn.is_tls = True
+        else:
+            # gevent's socket wraps a native one, always non-blocking: read and
+            # write through that directly (a C call instead of a Python one).
+            raw = getattr(conn.sock, "_sock", None)
+            if isinstance(raw, _socket.socket):
+                conn.io = raw
         with self._watches_lock:
             self._watches[conn] = _Watch()
         # Bytes the server already read go first, before anything the hub reads.
@@ -383,7 +393,7 @@ class GeventManager(Manager):
         # In the hub greenlet: the function itself runs on a greenlet of its own.
         timer.watcher = None
         if not timer.cancelled:
-            gevent.spawn(self._run_timer, timer)
+            gevent.spawn_raw(self._run_timer, timer)
 
     @staticmethod
     def _run_timer(timer: _HubTimer) -> None:
@@ -397,7 +407,10 @@ class GeventManager(Manager):
     def _queue_ready(self, conn: Connection) -> None:
         pool = self._pool
         if pool is None:
-            self._spawn(self._run_turn, conn)
+            if self._in_hub_thread():
+                self._ready_on_hub(conn)
+            else:
+                self._loop.run_callback_threadsafe(self._ready_on_hub, conn)
             return
         try:
             pool.submit(self._run_turn, conn)
@@ -406,7 +419,77 @@ class GeventManager(Manager):
             self._run_queue(conn, lambda done: False)
 
     def _run_turn(self, conn: Connection) -> None:
-        # After a batch, the rest waits for a new greenlet or pool task:
-        # others get their turn, and this connection's order is kept.
+        # After a batch, the rest waits for a new pool task: others get
+        # their turn, and this connection's order is kept.
         if self._run_queue(conn, lambda done: done >= BATCH):
             self._queue_ready(conn)
+
+    # Greenlet handlers. One runner greenlet runs the queues of every
+    # connection with work, one after the other, rather than a greenlet per
+    # connection per read: creating a greenlet costs more than an echo, so
+    # the runner parks when it runs out of work and is switched to again. A
+    # handler that blocks (yields to the hub) must delay only its own
+    # connection: the first time the runner yields, a hub callback it
+    # registered (_check_runner) sees it is still the runner and hands the
+    # other ready connections to another runner; the blocked one finishes
+    # its turn of the connection it is on (that connection's order is kept).
+
+    def _ready_on_hub(self, conn: Connection) -> None:
+        self._ready.append(conn)
+        if self._runner is None:
+            self._wake_runner()
+
+    def _wake_runner(self) -> None:
+        # A new turn of duty: a check registered in an earlier one is stale.
+        self._turns += 1
+        idle = self._idle_runner
+        if idle is not None:
+            self._idle_runner = None
+            self._runner = idle
+            self._loop.run_callback(idle.switch)
+        else:
+            self._runner = gevent.spawn_raw(self._run_ready)
+
+    def _run_ready(self) -> None:
+        me = gevent.getcurrent()
+        ready = self._ready
+        while True:
+            self._loop.run_callback(self._check_runner, me, self._turns)
+            while self._runner is me and ready:
+                conn = ready.popleft()
+                if self._run_queue(conn, lambda done: done >= BATCH):
+                    # A full batch: the rest goes to the back of the line, and
+                    # the hub runs what it has (I/O, other greenlets) before
+                    # the next turn, as it would for a new greenlet.
+                    ready.append(conn)
+                    if self._runner is me:
+                        self._runner = None
+                    if self._runner is None:
+                        self._loop.run_callback(self._resume_ready)
+                    break
+            if self._runner is me:
+                self._runner = None
+            if self._idle_runner is not None or self._runners_end:
+                return
+            self._idle_runner = me
+            # Parked until _wake_runner switches back (it made this the runner).
+            self._hub.switch()
+
+    def _resume_ready(self) -> None:
+        if self._runner is None and self._ready:
+            self._wake_runner()
+
+    def _check_runner(self, runner: Any, turn: int) -> None:
+        # In the hub: the runner has switched out. Still the runner in the same
+        # turn of duty, a handler is waiting for something (or it failed): the
+        # others go to another.
+        if self._runner is runner and self._turns == turn:
+            self._runner = None
+            if self._ready:
+                self._wake_runner()
+
+    def _end_idle_runner(self) -> None:
+        self._runners_end = True
+        idle, self._idle_runner = self._idle_runner, None
+        if idle is not None:
+            idle.switch()
