@@ -234,6 +234,17 @@ class GeventManager(Manager):
         else:
             self._loop.run_callback_threadsafe(func, *args)
 
+    def _spawn(self, func: Callable[..., Any], *args: Any) -> None:
+        """Start ``func(*args)`` on a greenlet of the hub (from any thread).
+
+        Blocking handlers (:mod:`ws4py_integrations.blocking`) run this way,
+        one greenlet for a connection's whole life.
+        """
+        if self._in_hub_thread():
+            gevent.spawn(func, *args)
+        else:
+            self._loop.run_callback_threadsafe(gevent.spawn, func, *args)
+
     # -- backend hooks -------------------------------------------------------------
 
     def _watch(self, conn: Connection, buffered: bytes) -> None:
