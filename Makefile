@@ -109,6 +109,7 @@ soak: setup
 	$(PY) -m tools.hardening.soak --cycles 10000
 
 fuzz: setup
+	WS4PY_THOROUGH=1 $(PY) -m pytest -p no:cacheprovider -q tests/unit/test_fast_path.py tests/test_hostile_handshake.py tests/test_fuzz.py
 	$(PY) -m tools.hardening.fuzz --seconds 600
 
 # The security review's hostile-client probes at full size, every server (~15 min).

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from tools.hardening.fuzz import have_atheris, run_atheris
 from tools.hardening.fuzz_targets import SEEDS, TARGETS, fast_path_target, frames_target, handshake_target
 
@@ -27,19 +28,19 @@ def test_seeds(target: str) -> None:
         func(seed)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(data=st.binary(max_size=512))
 def test_handshake_target(data: bytes) -> None:
     handshake_target(data)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(data=st.binary(max_size=2048))
 def test_frames_target(data: bytes) -> None:
     frames_target(data)
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=examples(1000), deadline=None)
 @given(data=st.binary(max_size=2048))
 def test_fast_path_target(data: bytes) -> None:
     fast_path_target(data)

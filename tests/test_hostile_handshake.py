@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from websockets.headers import parse_extension
 from websockets.utils import accept_key
 
+from tests.support.examples import examples
 from tests.support.hardening import LogWatcher, assert_serving, exchange, hardening_server
 from tests.support.servers import RunningServer, available
 from ws4py_integrations import Accept, HandshakeRejected, Reject, WebSocketOptions, negotiate
@@ -208,13 +209,13 @@ def check_result(result: Accept | Reject, environ: Mapping[str, Any]) -> None:
 # -- negotiate() directly ---------------------------------------------------------------
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(environ=environs(), options=option_sets)
 def test_negotiate_answers_101_or_4xx_with_a_reason(environ: dict[str, Any], options: WebSocketOptions) -> None:
     check_result(negotiate(environ, options), environ)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(raw_key=st.binary(max_size=32), form=st.sampled_from(["standard", "urlsafe", "unpadded", "spaced"]))
 def test_key_encodings(raw_key: bytes, form: str) -> None:
     encoded = base64.b64encode(raw_key).decode()
@@ -231,7 +232,7 @@ def test_key_encodings(raw_key: bytes, form: str) -> None:
         assert isinstance(result, Reject) and result.status == 400
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(version=versions)
 def test_version_lists(version: str) -> None:
     result = negotiate({**BASE_ENVIRON, "HTTP_SEC_WEBSOCKET_VERSION": version}, WebSocketOptions())

@@ -17,6 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.examples import examples
 from ws4py_integrations.events import Message
 from ws4py_integrations.protocol import MessageProtocol
 
@@ -117,14 +118,18 @@ def feed_both(data: bytes, cuts: list[int], limit: int | None) -> None:
     assert observe(fast) == observe(slow)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(streams())
 def test_the_fast_path_equals_the_parser(stream: tuple[bytes, list[int]]) -> None:
     data, cuts = stream
     feed_both(data, cuts, LIMIT)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(streams())
 def test_the_fast_path_equals_the_parser_without_a_size_limit(stream: tuple[bytes, list[int]]) -> None:
     data, cuts = stream
@@ -196,7 +201,9 @@ def feed_budgeted(data: bytes, cuts: list[int], budget: int) -> None:
     assert total(fast_seen) == total(slow_seen)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(streams(), st.integers(min_value=1, max_value=3))
 def test_a_message_budget_changes_nothing_but_timing(stream: tuple[bytes, list[int]], budget: int) -> None:
     data, cuts = stream
