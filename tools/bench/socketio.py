@@ -284,7 +284,7 @@ def rst(data: dict[str, Any]) -> str:
         f"Generated on {data['date']} by ``{data['command']}`` ({data['elapsed_s'] / 60:.1f} minutes), "
         f"project revision ``{data['revision']}``; {data['rounds']} interleaved round(s), a fresh server per "
         f"measurement, median [min-max]. {background_note(data).capitalize()} "
-        f"(load average before the run: {data['load']}).",
+        f"({data['load']} before the run).",
         "",
         "Ours: ``python -m examples.socketio_echo --server NAME``. python-socketio (" + versions + "), "
         "the same echo contract (``tools/bench/servers/psio_app.py``), on gevent's pywsgi with "
