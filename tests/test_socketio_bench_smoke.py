@@ -91,7 +91,7 @@ def made_up() -> dict[str, Any]:
                 "ours-wsgiref": [idle(5, 1.0)],
                 "ours-gevent": [idle(20, 1.0)],
                 "psio-gevent": [idle(30, 2.0)],
-                "psio-threading": [idle(50, 4.0)],
+                "psio-threading": [{**idle(50, 4.0), "warning": "3 of 1000 clients failed to connect"}],
             },
         },
     }
@@ -112,9 +112,10 @@ def test_targets_compare_ratios_of_medians_with_the_better_competitor() -> None:
 def test_report_text_and_rst_name_every_server() -> None:
     data = made_up()
     text = sio_bench.text(data)
-    assert "psio-threading: boom" in text and "machine" in text
+    assert "psio-threading: boom" in text and "machine" in text and "3 of 1000 clients failed" in text
     rst = sio_bench.rst(data)
     assert rst.startswith("Socket.IO\n---------\n")
     assert ".. list-table::" in rst and "taskset -c 0" in rst and "2026-01-01 00:00 UTC" in rst
+    assert "- psio-threading: 3 of 1000 clients failed to connect" in rst
     for name in data["names"]:
         assert name in rst

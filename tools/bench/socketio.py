@@ -255,6 +255,18 @@ def background_note(data: dict[str, Any]) -> str:
     return f"{shared}: other processes used a median {mid:.2f} cores (max {readings[-1]:.2f}) while measuring"
 
 
+def notes(data: dict[str, Any], key: str) -> list[str]:
+    """Errors and warnings (some clients failed to connect) of a scenario, one per server and message."""
+    found = {
+        f"{name}: {r[kind]}"
+        for name, runs in data["results"][key].items()
+        for r in runs
+        for kind in ("error", "warning")
+        if kind in r
+    }
+    return sorted(found)
+
+
 def text(data: dict[str, Any]) -> str:
     out = [
         f"Socket.IO benchmark {data['date']}; {data['rounds']} round(s), median [min-max]; {data['load']}",
@@ -264,8 +276,7 @@ def text(data: dict[str, Any]) -> str:
     for key, scenario in data["scenarios"].items():
         header, rows = scenario_rows(data, key)
         out += ["", f"== {scenario['title']} ({key})", report.text_table(header, rows)]
-        errors = {f"{n}: {r['error']}" for n, runs in data["results"][key].items() for r in runs if "error" in r}
-        out += [f"   ! {e}" for e in sorted(errors)]
+        out += [f"   ! {note}" for note in notes(data, key)]
     header, rows = ratio_rows(data)
     out += [
         "",
@@ -304,6 +315,8 @@ def rst(data: dict[str, Any]) -> str:
     for key, scenario in data["scenarios"].items():
         header, rows = scenario_rows(data, key)
         out += [report.heading(f"{scenario['title']} ({key})", "~"), "", report.rst_table(header, rows), ""]
+        out += [f"- {note}" for note in notes(data, key)]
+        out += [""] if notes(data, key) else []
     return "\n".join(out)
 
 
