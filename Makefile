@@ -1,5 +1,5 @@
 # The two Quick start commands:  make chat  /  make test
-.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick autobahn-client bench bench-quick bench-gthread bench-guard profile load soak fuzz probes clean
+.PHONY: setup chat echo test test-min-versions dist test-fast lint typecheck docs autobahn autobahn-quick autobahn-client bench bench-quick bench-gthread bench-socketio bench-guard profile load soak fuzz probes clean
 
 PY := .venv/bin/python
 SERVER ?= wsgiref
@@ -91,6 +91,11 @@ bench: setup
 # Our gunicorn ThreadWorker and werkzeug handover vs Flask-Sock, side by side (tools/bench/gthread.py).
 bench-gthread: setup
 	$(PY) -m tools.bench.gthread
+
+# Our Socket.IO server vs python-socketio (gevent + gevent-websocket, threading on gunicorn gthread), side by
+# side (tools/bench/socketio.py); writes the Socket.IO section of docs/benchmarks.rst. ~10 min; FULL=1: 5,000 idle.
+bench-socketio: setup
+	$(PY) -m tools.bench.socketio --docs $(if $(FULL),--full)
 
 bench-guard: setup
 	$(PY) -m tools.bench guard

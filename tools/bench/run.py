@@ -630,7 +630,11 @@ def write_page(data: dict[str, Any], page: Path) -> None:
     chart_dir = page.parent / "_static" / "bench"
     written = charts.write_all(data, chart_dir)
     images = {key: f"_static/bench/{path.name}" for key, path in written.items()}
-    page.write_text(report.rst(data, images))
+    text = report.rst(data, images)
+    if (page.parent / "benchmarks_socketio.inc").exists():
+        # The Socket.IO section (python -m tools.bench.socketio --docs) survives a re-render.
+        text = text.rstrip("\n") + "\n\n.. include:: benchmarks_socketio.inc\n"
+    page.write_text(text)
     print(f"bench: results page {page}, {len(written)} chart(s) in {chart_dir}", flush=True)
 
 

@@ -34,6 +34,15 @@ SPECS: dict[str, list[str]] = {
     "tools": ["py-spy==0.4.3"],
     # tools/bench/gthread.py: Flask-Sock on gunicorn gthread and on werkzeug.
     "flask-sock": ["flask-sock==0.7.0", "flask", "werkzeug", "gunicorn"],
+    # tools/bench/socketio.py: python-socketio on gevent + gevent-websocket, and threading on gunicorn gthread.
+    "python-socketio": [
+        "python-socketio==5.18.1",
+        "python-engineio==4.15.1",
+        "simple-websocket==1.1.0",
+        "gevent-websocket==0.10.1",
+        "gevent",
+        "gunicorn",
+    ],
 }
 
 INSTALL_TIMEOUT = 900.0
