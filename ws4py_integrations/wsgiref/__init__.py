@@ -223,9 +223,12 @@ class HeadReader:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, sock: socket.socket, address: Any) -> None:
-        """Wait for ``sock``'s request head (from any thread)."""
-        self._incoming.put(_Pending(sock, address, time.monotonic() + self.timeout))
+    def add(self, sock: socket.socket, address: Any, data: bytes = b"") -> None:
+        """Wait for ``sock``'s request head (from any thread); ``data`` is the
+        start of it, already read (not a complete head)."""
+        pending = _Pending(sock, address, time.monotonic() + self.timeout)
+        pending.buffer += data
+        self._incoming.put(pending)
         self._wake()
 
     def close(self) -> None:
@@ -278,6 +281,9 @@ class HeadReader:
                 pending.sock.close()
                 continue
             self._pending[id(pending.sock)] = pending
+            if len(pending.buffer) > self.max_size:
+                self._refuse(pending, "431 Request Header Fields Too Large")
+                continue
             # New connections are stepped at once: the head often arrived with the SYN's ACK.
             self._step(pending, selectors.EVENT_READ)
 
@@ -455,12 +461,34 @@ class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
         if not (isinstance(handler_class, type) and issubclass(handler_class, WebSocketWSGIRequestHandler)):
             super().process_request(request, client_address)
             return
+        data = b""
+        if not isinstance(request, ssl.SSLSocket):
+            # The head usually arrives with (or just after) the connection: read
+            # what is there without waiting, and if the head is complete, go to a
+            # worker straight away, sparing the head reader's handoff.
+            try:
+                request.setblocking(False)
+                data = request.recv(_RECV_SIZE)
+            except _WOULD_BLOCK:
+                pass
+            except OSError as exc:
+                logger.debug("connection from %s failed before its request head: %s", client_address, exc)
+                request.close()
+                return
+            else:
+                if not data:
+                    request.close()  # closed before a complete head
+                    return
+                if _HEAD_END.search(data) is not None:
+                    request.setblocking(True)
+                    self._head_ready(request, client_address, data)
+                    return
         reader = self._head_reader
         if reader is None:
             reader = self._head_reader = HeadReader(
                 self._head_ready, timeout=self.head_timeout, max_size=self.max_head_size
             )
-        reader.add(request, client_address)
+        reader.add(request, client_address, data)
 
     def _head_ready(self, sock: socket.socket, address: Any, head: bytes) -> None:
         with self._detached_lock:
