@@ -226,3 +226,23 @@ def test_permessage_deflate_on_by_default_and_configurable() -> None:
 def test_malformed_extension_header_is_400() -> None:
     result = negotiate(environ(**{"Sec-WebSocket-Extensions": "permessage-deflate; ="}), WebSocketOptions())
     assert isinstance(result, Reject) and result.status == 400
+
+
+def test_host_checks_give_the_same_answer_cached_and_uncached() -> None:
+    # Values up to a host name's length are cached (every handshake repeats
+    # them); longer ones are parsed each time: both answer the same, twice over.
+    label = "a" * 63
+    long_name = ".".join([label] * 5) + ".localhost"  # over the cached length
+    for host, allowed in [
+        ("127.0.0.1:8080", True),
+        ("[::1]:8080", True),
+        ("app.localhost:8080", True),
+        ("example.com", False),
+        (long_name + ":8080", True),
+        ("1" * 300, False),
+    ]:
+        for _ in range(2):
+            env = environ()
+            env["HTTP_HOST"] = host
+            result = negotiate(env, WebSocketOptions())
+            assert isinstance(result, Accept) == allowed, (host, result)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
 import logging
 import re
@@ -144,6 +145,20 @@ def _normal_host(host: str) -> str | None:
 
 def _split_host(value: str) -> tuple[str, int | None] | None:
     """A Host header (or an origin's authority) as ``(normal host, port)``; ``None`` if malformed."""
+    # Every handshake parses the same few values (IP literal parsing was most of
+    # negotiate's time): cached, for values no longer than a host name and port
+    # can be, so that hostile requests cannot make the cache hold much.
+    if len(value) <= _CACHED_LENGTH:
+        return _split_host_cached(value)
+    return _parse_host(value)
+
+
+#: The longest value the host caches keep: a 253-character name, a port, brackets.
+_CACHED_LENGTH = 264
+
+
+def _parse_host(value: str) -> tuple[str, int | None] | None:
+    """:func:`_split_host`, uncached."""
     match = _HOST_RE.fullmatch(value)
     if match is None:
         return None
@@ -152,6 +167,9 @@ def _split_host(value: str) -> tuple[str, int | None] | None:
     if host is None or (port is not None and port > 65535):
         return None
     return host, port
+
+
+_split_host_cached = functools.lru_cache(maxsize=256)(_parse_host)
 
 
 def _is_ip(host: str) -> bool:
@@ -164,7 +182,16 @@ def _is_ip(host: str) -> bool:
 
 def _trusted_without_allowed_hosts(host: str) -> bool:
     """Loopback names and IP literals: a DNS rebinding attack cannot produce them."""
+    if len(host) <= _CACHED_LENGTH:
+        return _trusted_cached(host)
+    return _is_trusted(host)
+
+
+def _is_trusted(host: str) -> bool:
     return _is_ip(host) or host in _LOOPBACK_NAMES or host.endswith(".localhost")
+
+
+_trusted_cached = functools.lru_cache(maxsize=256)(_is_trusted)
 
 
 def _host_allowed(host: str | None, allowed: Sequence[str]) -> bool:
@@ -343,11 +370,13 @@ def _check_fields(environ: Mapping[str, Any], raw_headers: Sequence[tuple[str, s
     client did not send alone. The raw head, when the adapter has it, shows
     what was sent; otherwise the environ value shows the traces.
     """
+    fields = None if raw_headers is None else [(name.strip().lower(), value) for name, value in raw_headers]
     for name in ("Host", "Origin"):
         key = f"HTTP_{name.upper()}"
         seen = environ.get(key)
-        if raw_headers is not None:
-            values = [value for field_name, value in raw_headers if field_name.strip().lower() == name.lower()]
+        if fields is not None:
+            lowered = name.lower()
+            values = [value for field_name, value in fields if field_name == lowered]
             if len(values) > 1:
                 return Reject(400, f"duplicate {name} header")
             if any("\n" in value or "\r" in value for value in values):
@@ -360,10 +389,9 @@ def _check_fields(environ: Mapping[str, Any], raw_headers: Sequence[tuple[str, s
                 trace = "duplicate" if merged[0] == "," else "folded or malformed"
                 return Reject(400, f"{trace} {name} header")
     length = str(environ.get("CONTENT_LENGTH") or "").strip()
-    raw_body = raw_headers is not None and any(
-        field_name.strip().lower() == "transfer-encoding"
-        or (field_name.strip().lower() == "content-length" and value.strip() not in ("", "0"))
-        for field_name, value in raw_headers
+    raw_body = fields is not None and any(
+        field_name == "transfer-encoding" or (field_name == "content-length" and value.strip() not in ("", "0"))
+        for field_name, value in fields
     )
     if (length and not (length.isdigit() and int(length) == 0)) or "HTTP_TRANSFER_ENCODING" in environ or raw_body:
         # The server would not read it, so it would be taken for the first frames.
