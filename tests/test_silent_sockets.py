@@ -339,3 +339,23 @@ def test_cherrypy_silent_tls_sockets_do_not_block_accepting(tls_files: TLSFiles)
             assert time.monotonic() - started < 1.0
         finally:
             close_all(silent)
+
+
+def test_wsgiref_head_over_the_limit_at_accept_is_refused_with_431() -> None:
+    # The first read (at accept) already holds more than max_head_size bytes
+    # and no end of head: the head reader refuses it without waiting for more.
+    with silent_server("wsgiref", max_head_size=1024) as server:
+        sock = socket.create_connection((server.host, server.port), timeout=10)
+        try:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"z" * 4000)
+            _, received = wait_closed(sock, 10)
+            assert b" 431 " in received.split(b"\r\n", 1)[0]
+        except ConnectionResetError:
+            pass  # the server closed while the last bytes were in flight: refused all the same
+        finally:
+            sock.close()
+        # The same server still answers a request that fits.
+        reply = http_request(
+            server.host, server.port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        assert reply.startswith(b"HTTP/1.0 200")

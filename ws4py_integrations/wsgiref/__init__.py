@@ -7,8 +7,9 @@ handler offers each connection for a handover
 SIGTERM or Ctrl-C, then closes every WebSocket with 1001.
 
 Unlike ``socketserver.ThreadingMixIn``, which starts a thread per connection
-that then blocks reading the request head, the server waits for request
-heads on one selector thread (:class:`HeadReader`): a connection gets one of
+that then blocks reading the request head, the server reads what has arrived
+when it accepts a connection, without waiting, and waits for the rest of
+request heads on one selector thread (:class:`HeadReader`): a connection gets one of
 ``max_threads`` worker threads only once its head is complete, a head that
 takes longer than ``head_timeout`` is answered 408, one larger than
 ``max_head_size`` 431. Silent or trickling connections cost a file
