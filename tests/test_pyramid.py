@@ -65,6 +65,9 @@ def room(ws: BlockingWebSocket, request: Request) -> None:
 
 def open_room(ws: BlockingWebSocket, request: Request) -> None:
     ws.send(f"open {request.matchdict['name']}")
+    # Stay open until the client closes: websockets 14's sync client (the floor)
+    # can lose a message that arrives together with the close that follows it.
+    ws.receive(timeout=10)
 
 
 def create_app() -> Any:
