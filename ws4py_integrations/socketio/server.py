@@ -193,6 +193,11 @@ class _EngineHandler:
     """The Engine.IO handler interface, kept apart from :class:`Server`'s own
     ``disconnect(sid)``."""
 
+    # message() never blocks: it decodes, takes acknowledgements, and queues
+    # handlers on the client's own queue, so Engine.IO may call it on the
+    # WebSocket transport's turn (handlers still never run there).
+    _inline_messages = True
+
     def __init__(self, server: Server) -> None:
         self._server = server
 
