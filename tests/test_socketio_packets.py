@@ -37,6 +37,26 @@ def test_encode_binary_becomes_attachments() -> None:
     assert pk.encode(pk.Packet(pk.BINARY_ACK, "/", [], 1)) == ["31[]"]
 
 
+@pytest.mark.parametrize(
+    ("namespace", "args"),
+    [
+        ("/", []),
+        ("/", ["é", 1, None, {"a": [True, 2.5]}]),
+        ("/admin", ["x"]),
+        ("/", [b"\x01", {"b": bytearray(b"\x02")}]),
+        ("/custom", [[b"\x03"]]),
+    ],
+)
+def test_encode_ack_matches_encode(namespace: str, args: list[object]) -> None:
+    expected = pk.encode(pk.Packet(pk.ACK, namespace, list(args), 12))
+    assert pk.encode_ack(namespace, 12, args) == expected
+
+
+def test_encode_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        pk.encode_ack("/", 1, [float("nan")])
+
+
 def test_decode_plain_packets() -> None:
     d = pk.Decoder()
     assert d.feed("0") == pk.Packet(pk.CONNECT, "/", None)

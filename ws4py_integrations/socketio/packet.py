@@ -25,6 +25,7 @@ __all__ = [
     "Packet",
     "PacketError",
     "encode",
+    "encode_ack",
 ]
 
 CONNECT = 0
@@ -81,9 +82,9 @@ class Packet:
             raise ValueError(f"unknown packet type {self.type}")
 
 
-def _dumps(value: Any) -> str:
-    # The reference client and server write compact JSON; clients compare strings in tests.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# The reference client and server write compact JSON; clients compare strings in
+# tests. One encoder for every packet: json.dumps() with options builds one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
 
 
 def _has_binary(value: Any) -> bool:
@@ -145,6 +146,16 @@ def encode(packet: Packet) -> list[str | bytes]:
     if data is not None:
         parts.append(_dumps(data))
     return ["".join(parts), *buffers]
+
+
+def encode_ack(namespace: str, ack_id: int, args: list[Any]) -> list[str | bytes]:
+    """``encode(Packet(ACK, namespace, args, ack_id))``, the common answer, without
+    building the packet."""
+    if _has_binary(args):
+        return encode(Packet(ACK, namespace, args, ack_id))
+    if namespace == "/":
+        return [f"3{ack_id}{_dumps(args)}"]
+    return [f"3{namespace},{ack_id}{_dumps(args)}"]
 
 
 def _valid_payload(kind: int, data: Any, present: bool) -> bool:

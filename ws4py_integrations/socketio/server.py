@@ -573,7 +573,7 @@ class Server:
             logger.debug("%s: no handler for %r in %s", sock.sid, event, sock.namespace)
             return
         if packet.id is not None and not sock.gone:
-            sock.client.send(pk.encode(pk.Packet(pk.ACK, sock.namespace, _args(result), packet.id)))
+            sock.client.send(pk.encode_ack(sock.namespace, packet.id, _args(result)))
 
     def _call_event(self, sock: _Socket, event: str, args: list[Any]) -> tuple[bool, Any]:
         if sock.instance is not None:
