@@ -385,6 +385,8 @@ def _ws_send(ws: WebSocket, kind: PacketType, data: str | bytes = "") -> None:
     try:
         if isinstance(data, bytes):
             ws.send(data)
+        elif kind is PacketType.MESSAGE:
+            ws.send("4" + data)  # the common case, without formatting
         else:
             ws.send(f"{int(kind)}{data}")
     except WebSocketClosed:

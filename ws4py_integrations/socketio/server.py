@@ -182,6 +182,10 @@ class _Client:
         self.timer: TimerHandle | None = None
 
     def send(self, messages: list[str | bytes]) -> None:
+        if len(messages) == 1:
+            # Nothing to keep together (Engine.IO's send is atomic, and a no-op once closed).
+            self.eio.send(messages[0])
+            return
         with self.lock:
             if self.eio.closed:
                 return
