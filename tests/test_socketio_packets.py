@@ -89,6 +89,7 @@ def test_decode_binary_packets() -> None:
         "",
         "7",
         "x",
+        '\u0662["x"]',  # an Arabic-Indic two is no packet type
         "4abc",  # CONNECT_ERROR from a client, and no JSON
         '4{"message":"x"}',  # never sent by a client
         "2{}",  # EVENT whose payload is no array

@@ -57,6 +57,8 @@ MAX_ATTACHMENTS = 100
 #: Attachments of one packet larger than this in total are refused (they are
 #: held until the packet is complete).
 MAX_ATTACHMENT_BYTES = 16 * 2**20
+# Packet types by their digit (ASCII only, as the reference parser reads them).
+_KINDS = {str(kind): kind for kind in NAMES}
 # An ack id is an unsigned integer the client counts up; the reference parser
 # reads it as a JavaScript number, so more digits than this is not one.
 _MAX_ID_DIGITS = 15
@@ -223,9 +225,9 @@ class Decoder:
 
     def parse(self, text: str) -> Packet:
         """One packet's text form (attachments still as placeholders)."""
-        if not text or not text[0].isdigit() or int(text[0]) not in NAMES:
+        kind = _KINDS.get(text[:1])
+        if kind is None:
             raise PacketError(f"unknown packet type {text[:1]!r}")
-        kind = int(text[0])
         i = 1
         n = len(text)
         attachments = 0
