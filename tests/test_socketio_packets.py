@@ -45,11 +45,21 @@ def test_encode_binary_becomes_attachments() -> None:
         ("/admin", ["x"]),
         ("/", [b"\x01", {"b": bytearray(b"\x02")}]),
         ("/custom", [[b"\x03"]]),
+        ("/", [("a", {"k": memoryview(b"m")}), 1.5, True]),
+        ("/", [("a", {"k": [None, "x"]}), 1.5, True]),
     ],
 )
 def test_encode_ack_matches_encode(namespace: str, args: list[object]) -> None:
     expected = pk.encode(pk.Packet(pk.ACK, namespace, list(args), 12))
     assert pk.encode_ack(namespace, 12, args) == expected
+
+
+def test_binary_is_found_wherever_it_is() -> None:
+    class Text(str):
+        pass
+
+    assert pk.encode_ack("/", 1, [Text("t"), {"a": (1, [bytearray(b"b")])}])[1] == b"b"
+    assert pk.encode_ack("/", 1, [Text("t"), {"a": (1, [None])}]) == ['31["t",{"a":[1,[null]]}]']
 
 
 def test_encode_refuses_nan() -> None:
