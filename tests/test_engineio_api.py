@@ -218,7 +218,8 @@ def test_packets() -> None:
         (PacketType.MESSAGE, b"\x00"),
         (PacketType.MESSAGE, "é"),
     ]
-    for bad in ("", "7", "x"):
+    assert decode_text_packet("6") == (PacketType.NOOP, "")
+    for bad in ("", "7", "x", "\u0664hi"):  # an Arabic-Indic four is no packet type
         with pytest.raises(PacketError):
             decode_text_packet(bad)
 

@@ -37,6 +37,36 @@ def test_encode_binary_becomes_attachments() -> None:
     assert pk.encode(pk.Packet(pk.BINARY_ACK, "/", [], 1)) == ["31[]"]
 
 
+@pytest.mark.parametrize(
+    ("namespace", "args"),
+    [
+        ("/", []),
+        ("/", ["é", 1, None, {"a": [True, 2.5]}]),
+        ("/admin", ["x"]),
+        ("/", [b"\x01", {"b": bytearray(b"\x02")}]),
+        ("/custom", [[b"\x03"]]),
+        ("/", [("a", {"k": memoryview(b"m")}), 1.5, True]),
+        ("/", [("a", {"k": [None, "x"]}), 1.5, True]),
+    ],
+)
+def test_encode_ack_matches_encode(namespace: str, args: list[object]) -> None:
+    expected = pk.encode(pk.Packet(pk.ACK, namespace, list(args), 12))
+    assert pk.encode_ack(namespace, 12, args) == expected
+
+
+def test_binary_is_found_wherever_it_is() -> None:
+    class Text(str):
+        pass
+
+    assert pk.encode_ack("/", 1, [Text("t"), {"a": (1, [bytearray(b"b")])}])[1] == b"b"
+    assert pk.encode_ack("/", 1, [Text("t"), {"a": (1, [None])}]) == ['31["t",{"a":[1,[null]]}]']
+
+
+def test_encode_refuses_nan() -> None:
+    with pytest.raises(ValueError):
+        pk.encode_ack("/", 1, [float("nan")])
+
+
 def test_decode_plain_packets() -> None:
     d = pk.Decoder()
     assert d.feed("0") == pk.Packet(pk.CONNECT, "/", None)
@@ -69,6 +99,7 @@ def test_decode_binary_packets() -> None:
         "",
         "7",
         "x",
+        '\u0662["x"]',  # an Arabic-Indic two is no packet type
         "4abc",  # CONNECT_ERROR from a client, and no JSON
         '4{"message":"x"}',  # never sent by a client
         "2{}",  # EVENT whose payload is no array

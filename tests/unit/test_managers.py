@@ -379,3 +379,47 @@ def test_a_loop_crash_aborts_its_connections(caplog: Any) -> None:
     assert not mgr.accepting  # new upgrades get 503 rather than a dead loop
     mgr.stop(timeout=0.1)
     client.sock.close()
+
+
+def test_run_or_schedule_runs_inline_when_idle_and_queues_otherwise(manager: ThreadedManager, caplog: Any) -> None:
+    connect(manager, handler_class())  # starts the manager
+
+    class Key:
+        id = "key"
+
+    key: Any = Key()
+    order: list[str] = []
+    done = threading.Event()
+
+    def inline() -> None:
+        order.append(f"inline on caller: {threading.current_thread() is threading.main_thread()}")
+        # Scheduled meanwhile: runs after this call, on the manager.
+        manager.schedule(key, order.append, "scheduled during")
+        manager.run_or_schedule(key, order.append, "nested")
+        manager.schedule(key, done.set)
+
+    manager.run_or_schedule(key, inline)
+    assert order[0] == "inline on caller: True"
+    assert done.wait(TIMEOUT)
+    assert order == ["inline on caller: True", "scheduled during", "nested"]
+    wait_until(lambda: not manager._queues)
+
+    # Busy (a callback of the key runs): queued behind it, not run here.
+    release = threading.Event()
+    started = threading.Event()
+    ran: list[str] = []
+    finished = threading.Event()
+    manager.schedule(key, lambda: (started.set(), release.wait(TIMEOUT)))
+    assert started.wait(TIMEOUT)
+    manager.run_or_schedule(key, lambda: (ran.append(threading.current_thread().name), finished.set()))
+    assert ran == []
+    release.set()
+    assert finished.wait(TIMEOUT)
+    assert ran and ran[0] != threading.main_thread().name
+
+    # A failing inline call is logged and frees the queue.
+    wait_until(lambda: not manager._queues)
+    with caplog.at_level(logging.ERROR, "ws4py_integrations.manager"):
+        manager.run_or_schedule(key, lambda: 1 / 0)
+    assert "key: callback" in caplog.text and "failed" in caplog.text
+    assert not manager._queues

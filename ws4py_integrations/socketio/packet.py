@@ -25,6 +25,7 @@ __all__ = [
     "Packet",
     "PacketError",
     "encode",
+    "encode_ack",
 ]
 
 CONNECT = 0
@@ -56,6 +57,8 @@ MAX_ATTACHMENTS = 100
 #: Attachments of one packet larger than this in total are refused (they are
 #: held until the packet is complete).
 MAX_ATTACHMENT_BYTES = 16 * 2**20
+# Packet types by their digit (ASCII only, as the reference parser reads them).
+_KINDS = {str(kind): kind for kind in NAMES}
 # An ack id is an unsigned integer the client counts up; the reference parser
 # reads it as a JavaScript number, so more digits than this is not one.
 _MAX_ID_DIGITS = 15
@@ -81,18 +84,31 @@ class Packet:
             raise ValueError(f"unknown packet type {self.type}")
 
 
-def _dumps(value: Any) -> str:
-    # The reference client and server write compact JSON; clients compare strings in tests.
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+# The reference client and server write compact JSON; clients compare strings in
+# tests. One encoder for every packet: json.dumps() with options builds one per call.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+_BINARY = (bytes, bytearray, memoryview)
+# What most arguments are: checked by type first, the cheapest answer.
+_PLAIN = frozenset((str, int, float, bool, type(None)))
 
 
 def _has_binary(value: Any) -> bool:
-    if isinstance(value, bytes | bytearray | memoryview):
+    if type(value) in _PLAIN:
+        return False
+    if isinstance(value, _BINARY):
         return True
     if isinstance(value, list | tuple):
-        return any(_has_binary(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_binary(v) for v in value.values())
+        values: Any = value
+    elif isinstance(value, dict):
+        values = value.values()
+    else:
+        return False
+    # A loop, not any(): a generator costs more than the check on every packet.
+    for item in values:  # noqa: SIM110
+        if type(item) not in _PLAIN and _has_binary(item):
+            return True
     return False
 
 
@@ -147,6 +163,16 @@ def encode(packet: Packet) -> list[str | bytes]:
     return ["".join(parts), *buffers]
 
 
+def encode_ack(namespace: str, ack_id: int, args: list[Any]) -> list[str | bytes]:
+    """``encode(Packet(ACK, namespace, args, ack_id))``, the common answer, without
+    building the packet."""
+    if _has_binary(args):
+        return encode(Packet(ACK, namespace, args, ack_id))
+    if namespace == "/":
+        return [f"3{ack_id}{_dumps(args)}"]
+    return [f"3{namespace},{ack_id}{_dumps(args)}"]
+
+
 def _valid_payload(kind: int, data: Any, present: bool) -> bool:
     """Whether ``data`` fits ``kind``, as the reference parser checks it (client to server)."""
     if kind == CONNECT:
@@ -186,7 +212,7 @@ class Decoder:
 
         Raises :class:`PacketError` for anything malformed.
         """
-        if isinstance(message, bytes | bytearray | memoryview):
+        if isinstance(message, _BINARY):
             pending = self._pending
             if pending is None:
                 raise PacketError("binary message without a binary packet expecting it")
@@ -212,9 +238,9 @@ class Decoder:
 
     def parse(self, text: str) -> Packet:
         """One packet's text form (attachments still as placeholders)."""
-        if not text or not text[0].isdigit() or int(text[0]) not in NAMES:
+        kind = _KINDS.get(text[:1])
+        if kind is None:
             raise PacketError(f"unknown packet type {text[:1]!r}")
-        kind = int(text[0])
         i = 1
         n = len(text)
         attachments = 0

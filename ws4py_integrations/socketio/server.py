@@ -182,6 +182,10 @@ class _Client:
         self.timer: TimerHandle | None = None
 
     def send(self, messages: list[str | bytes]) -> None:
+        if len(messages) == 1:
+            # Nothing to keep together (Engine.IO's send is atomic, and a no-op once closed).
+            self.eio.send(messages[0])
+            return
         with self.lock:
             if self.eio.closed:
                 return
@@ -192,6 +196,11 @@ class _Client:
 class _EngineHandler:
     """The Engine.IO handler interface, kept apart from :class:`Server`'s own
     ``disconnect(sid)``."""
+
+    # message() never blocks: it decodes, takes acknowledgements, and queues
+    # handlers on the client's own queue, so Engine.IO may call it on the
+    # WebSocket transport's turn (handlers still never run there).
+    _inline_messages = True
 
     def __init__(self, server: Server) -> None:
         self._server = server
@@ -568,7 +577,7 @@ class Server:
             logger.debug("%s: no handler for %r in %s", sock.sid, event, sock.namespace)
             return
         if packet.id is not None and not sock.gone:
-            sock.client.send(pk.encode(pk.Packet(pk.ACK, sock.namespace, _args(result), packet.id)))
+            sock.client.send(pk.encode_ack(sock.namespace, packet.id, _args(result)))
 
     def _call_event(self, sock: _Socket, event: str, args: list[Any]) -> tuple[bool, Any]:
         if sock.instance is not None:
