@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import signal
 import threading
 from collections.abc import Callable
@@ -98,3 +99,23 @@ def wait_for_stop_signal() -> None:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def framework_main(name: str, create_app: Callable[..., Any], argv: list[str] | None = None) -> None:
+    """The command line of the framework chat examples (``python -m examples.NAME_chat``):
+    ``--server``, ``--host``, ``--port``, ``--log-level`` and ``--allowed-host``."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m examples.{name}_chat", description=f"The {name} chat example on one of our servers."
+    )
+    parser.add_argument("--server", choices=SERVERS, default="wsgiref")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--log-level", default="WARNING")
+    add_allowed_host_option(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def ready(address: tuple[str, int]) -> None:
+        print(f"{name} example on {args.server}: http://{address[0]}:{address[1]}/", flush=True)
+
+    run(args.server, create_app(allowed_hosts=allowed_hosts(args.allowed_host)), args.host, args.port, ready=ready)
