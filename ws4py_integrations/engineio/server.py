@@ -113,7 +113,11 @@ class EngineIOServer:
     endpoints' ``origins``; ``"*"``; or a list), ``cors_credentials``,
     ``allowed_hosts`` (as for WebSocket endpoints), ``max_buffer`` (bytes a
     session may have waiting for its client before it is closed as too
-    slow), ``manager`` (default: the server adapter's, else the process
+    slow), ``compression`` (permessage-deflate on the WebSocket transport;
+    off by default, as on the reference server: Engine.IO's packets are
+    mostly small, and a client inflating them asynchronously, as Node's
+    ``ws`` does, may see them after events of its other connections),
+    ``manager`` (default: the server adapter's, else the process
     default).
 
     A long-polling GET with nothing to answer yet is taken from the server
@@ -136,6 +140,7 @@ class EngineIOServer:
         cors_credentials: bool = False,
         allowed_hosts: Sequence[str] | None = None,
         max_buffer: int | None = 16 * 2**20,
+        compression: bool = False,
         manager: Manager | None = None,
     ) -> None:
         if ping_interval <= 0 or ping_timeout <= 0:
@@ -164,6 +169,7 @@ class EngineIOServer:
             allowed_hosts=allowed_hosts,
             ping_interval=None,
             max_message_size=max_payload,
+            compression=compression,
         )
         self._sessions: dict[str, EngineIOSocket] = {}
         self._closed_by_client: dict[str, float] = {}
@@ -423,6 +429,10 @@ class EngineIOServer:
             if self._ws_app.upgrade(environ, result) is None:
                 opened._close("transport error")
         else:
-            environ[SESSION_KEY] = (session, "probe", "")
-            self._ws_app.upgrade(environ, result)
+            # Which WebSocket probes is decided here, in the order the upgrade
+            # requests came, not when their opened() runs (on any manager thread).
+            claimed = session._claim_probe()
+            environ[SESSION_KEY] = (session, "probe" if claimed else "refused", "")
+            if self._ws_app.upgrade(environ, result) is None and claimed:
+                session._unclaim_probe()
         return _DETACHED
