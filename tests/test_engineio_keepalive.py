@@ -290,17 +290,32 @@ def test_probe_refusals_end_with_the_session(wsgiref_port: int, monkeypatch: pyt
         assert _closed_within(second, TIMEOUT)
 
 
-def test_no_compression_by_default(wsgiref_port: int) -> None:
-    """As the reference server: permessage-deflate is off unless asked for."""
+def test_compression_option(wsgiref_port: int) -> None:
+    """permessage-deflate is offered by default; ``compression=False`` (the reference server's default) turns it off."""
     with connect(f"ws://127.0.0.1:{wsgiref_port}/engine.io/?EIO=4&transport=websocket", open_timeout=TIMEOUT) as ws:
-        assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
-        assert ws.recv(TIMEOUT)[0] == "0"
-    eio = EngineIOServer(EchoHandler(), plain_page, compression=True)
+        assert ws.response is not None
+        assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+    eio = EngineIOServer(EchoHandler(), plain_page, compression=False)
     with serve("wsgiref", eio) as running:
         with connect(f"ws://127.0.0.1:{running.port}/engine.io/?EIO=4&transport=websocket", open_timeout=TIMEOUT) as ws:
-            assert ws.response is not None
-            assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+            assert ws.response is not None and "Sec-WebSocket-Extensions" not in ws.response.headers
+            assert ws.recv(TIMEOUT)[0] == "0"
         eio.close()
+
+
+def test_refusal_right_after_the_answer_waits_a_moment(wsgiref_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WebSocket refused just after the probe's answer is closed a moment later, not before it."""
+    monkeypatch.setattr(session_module, "_ANSWER_GRACE", 1.0)
+    sid, _ = _session(wsgiref_port)
+    with _ws(wsgiref_port, sid) as probe:
+        probe.send("2probe")
+        assert probe.recv(TIMEOUT) == "3probe"
+        probe.send("5")
+        with _ws(wsgiref_port, sid) as second:
+            assert not _closed_within(second, 0.05)
+            assert _closed_within(second, TIMEOUT)
+        probe.send("4hello")
+        assert probe.recv(TIMEOUT) == "4hello"
 
 
 def _gevent_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:

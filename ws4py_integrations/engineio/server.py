@@ -113,10 +113,8 @@ class EngineIOServer:
     endpoints' ``origins``; ``"*"``; or a list), ``cors_credentials``,
     ``allowed_hosts`` (as for WebSocket endpoints), ``max_buffer`` (bytes a
     session may have waiting for its client before it is closed as too
-    slow), ``compression`` (permessage-deflate on the WebSocket transport;
-    off by default, as on the reference server: Engine.IO's packets are
-    mostly small, and a client inflating them asynchronously, as Node's
-    ``ws`` does, may see them after events of its other connections),
+    slow), ``compression`` (offer permessage-deflate on the WebSocket
+    transport; ``False`` negotiates none, as the reference server's default),
     ``manager`` (default: the server adapter's, else the process
     default).
 
@@ -140,7 +138,7 @@ class EngineIOServer:
         cors_credentials: bool = False,
         allowed_hosts: Sequence[str] | None = None,
         max_buffer: int | None = 16 * 2**20,
-        compression: bool = False,
+        compression: bool = True,
         manager: Manager | None = None,
     ) -> None:
         if ping_interval <= 0 or ping_timeout <= 0:

@@ -10,6 +10,7 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -33,6 +34,10 @@ _TEXT = b"text/plain; charset=UTF-8"
 _NOOP_DELAY = 0.03
 # Longest wait of a refused second WebSocket for the probe's answer (see _refuse_ws).
 _REFUSAL_WAIT = 0.5
+# Seconds a refused WebSocket stays open after the probe's answer was sent: a
+# client may see that answer late (Node's ws inflates compressed messages on
+# its thread pool) while the refusal, an uncompressed close, goes straight through.
+_ANSWER_GRACE = 0.05
 # How long an answered held response waits for the client to close its side
 # before the socket is closed anyway.
 _LINGER = 5.0
@@ -117,6 +122,8 @@ class EngineIOSocket:
         self._probe_claimed = False
         # Refused WebSockets waiting for the probe's answer before they are closed.
         self._refused: list[_EngineWebSocket] = []
+        # When the probe was answered (time.monotonic()), if it was.
+        self._probe_answered: float | None = None
         self._upgrading = False
         self._ping_timer: TimerHandle | None = None
         self._pong_timer: TimerHandle | None = None
@@ -322,14 +329,20 @@ class EngineIOSocket:
         client that sent ``2probe`` before opening the second WebSocket gets
         ``3probe`` before that one is closed. Here they are handled on
         different threads, so the second waits (at most ``_REFUSAL_WAIT``)
-        while the probe has not been answered yet.
+        while the probe has not been answered yet, and is closed no sooner
+        than ``_ANSWER_GRACE`` after the answer.
         """
         with self._lock:
             if not self.closed and self._probe_claimed and not self._upgrading:
                 self._refused.append(ws)
                 self.manager.call_later(_REFUSAL_WAIT, functools.partial(self._refusal_due, ws))
                 return
-        ws.close()
+            answered = self._probe_answered
+        delay = 0.0 if answered is None else answered + _ANSWER_GRACE - time.monotonic()
+        if delay > 0:
+            self.manager.call_later(delay, ws.close)
+        else:
+            ws.close()
 
     def _refusal_due(self, ws: _EngineWebSocket) -> None:
         with self._lock:
@@ -352,7 +365,10 @@ class EngineIOSocket:
                 self._upgrading = True
                 _ws_send(ws, PacketType.PONG, "probe")
                 # The probe is answered: the WebSockets refused meanwhile close after it.
-                _close_all(self._take_refused())
+                self._probe_answered = time.monotonic()
+                refused = self._take_refused()
+                if refused:
+                    self.manager.call_later(_ANSWER_GRACE, functools.partial(_close_all, refused))
                 # The pending GET ends cleanly with a noop (GETs until the
                 # upgrade get one at once), a moment later: if the upgrade
                 # packet comes meanwhile (a client that did not wait for the
