@@ -362,3 +362,28 @@ def test_gevent_says_when_it_closes() -> None:
                 data += chunk
             assert data.count(b"HTTP/1.1 200 OK") == 2 and b"Transfer-Encoding: chunked" in data
             assert data.split(b"\r\n\r\n", 1)[0].lower().count(b"connection:") == 0
+
+
+def test_get_refused_right_after_the_upgrade_waits_a_moment(wsgiref_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A polling GET refused because of an upgrade just done is answered (400) a moment after the probe's answer."""
+    monkeypatch.setattr(session_module, "_ANSWER_GRACE", 1.0)
+    sid, _ = _session(wsgiref_port)
+    with _ws(wsgiref_port, sid) as probe:
+        probe.send("2probe")
+        assert probe.recv(TIMEOUT) == "3probe"
+        probe.send("5")
+        probe.send("4hello")
+        assert probe.recv(TIMEOUT) == "4hello"  # upgraded
+        client = Client(wsgiref_port)
+        try:
+            client.send("GET", f"/engine.io/?EIO=4&transport=polling&sid={sid}")
+            client.sock.settimeout(0.05)
+            with pytest.raises(TimeoutError):
+                client.sock.recv(1)
+            client.sock.settimeout(TIMEOUT)
+            response = client.response()
+            assert response.status == 400 and json.loads(response.body) == {"code": 3, "message": "Bad request"}
+            assert response.headers["connection"] == "close"
+            client.assert_eof()
+        finally:
+            client.close()

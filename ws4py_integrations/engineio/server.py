@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import secrets
@@ -21,6 +22,7 @@ from ..middleware import StartResponse, WebSocketWSGIApplication, WSGIApp, defau
 from ..options import OriginPolicy
 from .packets import PacketError, decode_payload
 from .session import (
+    BAD_REQUEST,
     SESSION_KEY,
     BlockingPoll,
     EngineIOHandler,
@@ -308,7 +310,9 @@ class EngineIOServer:
         if transport == "websocket":
             return self._websocket(environ, session)
         if session.transport != "polling":
-            return _error(ErrorCode.BAD_REQUEST)
+            return (
+                self._refuse_after_upgrade(environ, session, cors) if method == "GET" else _error(ErrorCode.BAD_REQUEST)
+            )
         if method == "GET":
             return self._poll(environ, session, cors)
         if method == "POST":
@@ -337,7 +341,7 @@ class EngineIOServer:
             if session.closed:
                 return _error(ErrorCode.UNKNOWN_SID)
             if session.transport != "polling":
-                return _error(ErrorCode.BAD_REQUEST)  # upgraded meanwhile
+                return self._refuse_after_upgrade(environ, session, cors)  # upgraded meanwhile
             if session._poll is not None:
                 # Two GETs at once: the reference server ends the session (the
                 # first GET gets a close packet) and refuses the second.
@@ -353,12 +357,8 @@ class EngineIOServer:
                 if session._upgrading:
                     session._end_poll_soon(blocking)
             else:
-                sock, _ = handover.detach()
-                version = b"HTTP/1.1" if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" else b"HTTP/1.0"
-                head = "".join(f"{name}: {value}\r\n" for name, value in [("Connection", "close"), *cors])
-                poll = HeldPoll(session, sock, version, head.encode("latin-1"))
+                poll = self._hold(environ, session, handover, cors)
                 session._poll = poll
-                session.manager.watch_socket(poll)
                 if session._upgrading:
                     # During an upgrade: a noop (or 400 if the upgrade completes first).
                     session._end_poll_soon(poll)
@@ -370,6 +370,32 @@ class EngineIOServer:
         if blocking.error:
             return _status(400), [("Content-Type", "application/json")], body
         return _text(body)
+
+    @staticmethod
+    def _hold(
+        environ: dict[str, Any], session: EngineIOSocket, handover: Handover, cors: list[tuple[str, str]]
+    ) -> HeldPoll:
+        """Take a GET from its server, for the manager to answer later."""
+        sock, _ = handover.detach()
+        version = b"HTTP/1.1" if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" else b"HTTP/1.0"
+        head = "".join(f"{name}: {value}\r\n" for name, value in [("Connection", "close"), *cors])
+        poll = HeldPoll(session, sock, version, head.encode("latin-1"))
+        session.manager.watch_socket(poll)
+        return poll
+
+    def _refuse_after_upgrade(
+        self, environ: dict[str, Any], session: EngineIOSocket, cors: list[tuple[str, str]]
+    ) -> _Response:
+        """400 for a GET of an upgraded session, not sooner than the grace after the probe's
+        answer (see ``EngineIOSocket._refuse_ws``): the reference server, one event loop,
+        answered the probe the client sent before this GET first."""
+        delay = session._answer_grace_left()
+        handover: Handover | None = environ.get(HANDOVER_KEY)
+        if delay <= 0 or handover is None or self._must_block(environ, handover):
+            return _error(ErrorCode.BAD_REQUEST)
+        poll = self._hold(environ, session, handover, cors)
+        session.manager.call_later(delay, functools.partial(poll.respond, BAD_REQUEST, True))
+        return _DETACHED
 
     @staticmethod
     def _must_block(environ: dict[str, Any], handover: Handover) -> bool:

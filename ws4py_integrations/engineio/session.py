@@ -305,16 +305,14 @@ class EngineIOSocket:
     def _unclaim_probe(self) -> None:
         """The claiming upgrade failed (no WebSocket came of it)."""
         with self._lock:
-            if self._probe is None:
-                self._probe_claimed = False
+            self._probe_claimed = self._probe is not None
             refused = self._take_refused()
         _close_all(refused)
 
     def _start_probe(self, ws: _EngineWebSocket) -> bool:
         with self._lock:
             if self.closed or self._ws is not None or self._probe is not None or self.transport != "polling":
-                if self._probe is None:
-                    self._probe_claimed = False
+                self._probe_claimed = self._probe is not None
                 refused = self._take_refused()
             else:
                 self._probe = ws
@@ -337,12 +335,16 @@ class EngineIOSocket:
                 self._refused.append(ws)
                 self.manager.call_later(_REFUSAL_WAIT, functools.partial(self._refusal_due, ws))
                 return
-            answered = self._probe_answered
-        delay = 0.0 if answered is None else answered + _ANSWER_GRACE - time.monotonic()
+        delay = self._answer_grace_left()
         if delay > 0:
             self.manager.call_later(delay, ws.close)
         else:
             ws.close()
+
+    def _answer_grace_left(self) -> float:
+        """Seconds before a refusal caused by the upgrade may overtake the probe's answer."""
+        answered = self._probe_answered
+        return 0.0 if answered is None else answered + _ANSWER_GRACE - time.monotonic()
 
     def _refusal_due(self, ws: _EngineWebSocket) -> None:
         with self._lock:
