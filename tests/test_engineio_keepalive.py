@@ -277,8 +277,13 @@ def test_the_first_upgrade_request_is_the_probe() -> None:
         assert not session._claim_probe()
         session._unclaim_probe()  # the first upgrade failed: another may probe
         assert session._claim_probe()
+        stub: Any = object()
+        session._refusal_due(stub)  # a timer for a WebSocket closed already: nothing to do
     finally:
         session.close()
+    # The claimed probe opens after the session ended: it is refused, and the claim dropped.
+    assert not session._start_probe(stub)
+    assert not session._probe_claimed
 
 
 def test_probe_refusals_end_with_the_session(wsgiref_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -319,6 +324,10 @@ def test_refusal_right_after_the_answer_waits_a_moment(wsgiref_port: int, monkey
 
 
 def _gevent_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+    if environ["PATH_INFO"] == "/upgrade":
+        # A 101 from the application itself: its Connection header stays as given.
+        start_response("101 Switching Protocols", [("Upgrade", "x-test"), ("Connection", "Upgrade")])
+        return
     if environ["PATH_INFO"] == "/keep":
         # The application asks for keep-alive; the client asked for close.
         start_response("200 OK", [("Content-Length", "4"), ("Connection", "keep-alive")])
@@ -345,6 +354,12 @@ def test_gevent_says_when_it_closes() -> None:
             while chunk := sock.recv(4096):
                 data += chunk
             assert data.lower().count(b"connection: close") == 1
+        with socket.create_connection(("127.0.0.1", running.port), timeout=TIMEOUT) as sock:
+            sock.sendall(b"GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := sock.recv(4096):
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 101") and data.lower().count(b"connection:") == 1
         client = Client(running.port)
         try:
             response = client.request("GET", "/keep", connection="close")
