@@ -27,6 +27,7 @@ COVERED_TESTS := tests/unit tests/test_behaviour.py tests/test_handshake_wsgi.py
 COVERED_TESTS += tests/test_trusted_proxies.py tests/test_nginx.py
 COVERED_TESTS += tests/test_werkzeug.py tests/test_gunicorn_threads.py
 COVERED_TESTS += tests/test_engineio.py tests/test_engineio_api.py tests/test_engineio_load.py tests/test_engineio_node.py
+COVERED_TESTS += tests/test_engineio_keepalive.py
 COVERED_TESTS += tests/test_blocking.py tests/test_behaviour_blocking.py
 COVERED_TESTS += tests/test_django.py tests/test_django_views.py
 COVERED_TESTS += tests/test_flask.py tests/test_bottle.py tests/test_pyramid.py tests/test_flask_run.py

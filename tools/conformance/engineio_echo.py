@@ -24,6 +24,38 @@ def plain_page(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return [body]
 
 
+def make_app(
+    *,
+    ping_interval: float = 0.3,
+    ping_timeout: float = 0.2,
+    max_payload: int = 1_000_000,
+    cors_allowed_origins: Any = None,
+    cors_credentials: bool = False,
+    handover: bool = True,
+) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+    """The echo WSGI application (also for gunicorn: ``'tools.conformance.engineio_echo:make_app()'``)."""
+    from ws4py_integrations.adapter import HANDOVER_KEY
+    from ws4py_integrations.engineio import EchoHandler, EngineIOServer
+
+    server = EngineIOServer(
+        EchoHandler(),
+        plain_page,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
+        max_payload=max_payload,
+        cors_allowed_origins=cors_allowed_origins,
+        cors_credentials=cors_credentials,
+    )
+    if handover:
+        return server
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        environ.pop(HANDOVER_KEY, None)
+        return server(environ, start_response)
+
+    return app
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tools.conformance.engineio_echo", description=__doc__)
     parser.add_argument("--server", default="wsgiref", help="wsgiref, cherrypy or gevent")
@@ -42,27 +74,18 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     from examples._servers import run
-    from ws4py_integrations.adapter import HANDOVER_KEY
-    from ws4py_integrations.engineio import EchoHandler, EngineIOServer
 
     origins: Any = None
     if args.cors:
         origins = "*" if args.cors == ["*"] else args.cors
-    server = EngineIOServer(
-        EchoHandler(),
-        plain_page,
+    app = make_app(
         ping_interval=args.ping_interval,
         ping_timeout=args.ping_timeout,
         max_payload=args.max_payload,
         cors_allowed_origins=origins,
         cors_credentials=args.cors_credentials,
+        handover=not args.no_handover,
     )
-    app: Any = server
-    if args.no_handover:
-
-        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-            environ.pop(HANDOVER_KEY, None)
-            return server(environ, start_response)
 
     def ready(address: tuple[str, int]) -> None:
         print(f"engineio echo on {address[0]}:{address[1]}", flush=True)

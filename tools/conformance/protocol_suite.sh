@@ -8,15 +8,13 @@
 # engineio runs tools.conformance.engineio_echo, socketio runs examples.socketio_echo
 # with the settings the suite's README gives the reference server (pingInterval
 # 300 ms, pingTimeout 200 ms, connectTimeout 1000 ms).
-# SERVER: wsgiref, cherrypy, gevent (default: all three). The suite is copied
-# to a temporary directory (its dependencies installed there with npm, nothing
-# written to the checkout or to this repository), pointed at a free port
-# instead of its fixed 3000, and run once per server.
-# NO_KEEPALIVE=1 runs the suite with Node's keep-alive agent off: node-fetch
-# asks for "Connection: close" while Node 20's global agent keeps the socket
-# for reuse, and gevent's pywsgi closes such connections without saying so in
-# its response, so reusing one fails with "socket hang up" (a client/server
-# mismatch outside the protocol; stock pywsgi does it too).
+# SERVER: wsgiref, cherrypy, gevent, gunicorn-gevent (gunicorn, one
+# ws4py_integrations.gevent.GunicornWorker; default: all four). The suite is
+# copied to a temporary directory (its dependencies installed there with npm,
+# nothing written to the checkout or to this repository), pointed at a free
+# port instead of its fixed 3000, and run once per server.
+# NO_KEEPALIVE=1 turns Node's keep-alive agent off (a diagnostic switch: the
+# suite passes either way).
 # Exit status: the number of servers with failures.
 set -euo pipefail
 usage="usage: $0 engineio|socketio PATH_TO_PROTOCOL_CHECKOUT [SERVER...]"
@@ -26,16 +24,18 @@ shift 2
 case "$kind" in
   engineio)
     server_cmd=(-m tools.conformance.engineio_echo)
+    gunicorn_app="tools.conformance.engineio_echo:make_app()"
     ready="engineio echo on"
     ;;
   socketio)
     server_cmd=(-m examples.socketio_echo --ping-interval 0.3 --ping-timeout 0.2 --connect-timeout 1)
+    gunicorn_app="examples.socketio_echo:make_app(ping_interval=0.3, ping_timeout=0.2, connect_timeout=1)"
     ready="socketio_echo example on"
     ;;
   *) echo "$usage" >&2; exit 2 ;;
 esac
 servers=("$@")
-[ ${#servers[@]} -gt 0 ] || servers=(wsgiref cherrypy gevent)
+[ ${#servers[@]} -gt 0 ] || servers=(wsgiref cherrypy gevent gunicorn-gevent)
 root=$(cd "$(dirname "$0")/../.." && pwd)
 py=${PYTHON:-$root/.venv/bin/python}
 work=$(mktemp -d)
@@ -51,15 +51,26 @@ if [ "${NO_KEEPALIVE:-}" = 1 ]; then
   echo 'const http = require("http"); http.globalAgent = new http.Agent({ keepAlive: false });' >"$work/no-keepalive.cjs"
   export NODE_OPTIONS="--require $work/no-keepalive.cjs"
 fi
+gunicorn_opts=()
+# gunicorn 25.1+ has one control socket path per user: parallel runs would clash.
+if "$py" -m gunicorn --help 2>/dev/null | grep -q -- --no-control-socket; then gunicorn_opts=(--no-control-socket); fi
 failed=0
 for server in "${servers[@]}"; do
   port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   sed "s#http://localhost:3000#http://localhost:$port#" "$checkout/test-suite/test-suite.js" >"$work/suite/test-suite.js"
-  (cd "$root" && exec "$py" "${server_cmd[@]}" --server "$server" --host 127.0.0.1 --port "$port") \
-    >"$work/$server.log" 2>&1 &
+  if [ "$server" = gunicorn-gevent ]; then
+    # The arbiter listens before the worker boots; requests wait for it.
+    (cd "$root" && exec "$py" -m gunicorn -k ws4py_integrations.gevent.GunicornWorker --workers 1 \
+      "${gunicorn_opts[@]}" --bind "127.0.0.1:$port" "$gunicorn_app") >"$work/$server.log" 2>&1 &
+    server_ready="Booting worker"
+  else
+    (cd "$root" && exec "$py" "${server_cmd[@]}" --server "$server" --host 127.0.0.1 --port "$port") \
+      >"$work/$server.log" 2>&1 &
+    server_ready=$ready
+  fi
   server_pid=$!
   for _ in $(seq 100); do
-    grep -q "$ready" "$work/$server.log" && break
+    grep -qs "$server_ready" "$work/$server.log" && break
     sleep 0.1
   done
   echo "== $server (port $port)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import logging
 import secrets
@@ -21,6 +22,7 @@ from ..middleware import StartResponse, WebSocketWSGIApplication, WSGIApp, defau
 from ..options import OriginPolicy
 from .packets import PacketError, decode_payload
 from .session import (
+    BAD_REQUEST,
     SESSION_KEY,
     BlockingPoll,
     EngineIOHandler,
@@ -113,7 +115,9 @@ class EngineIOServer:
     endpoints' ``origins``; ``"*"``; or a list), ``cors_credentials``,
     ``allowed_hosts`` (as for WebSocket endpoints), ``max_buffer`` (bytes a
     session may have waiting for its client before it is closed as too
-    slow), ``manager`` (default: the server adapter's, else the process
+    slow), ``compression`` (offer permessage-deflate on the WebSocket
+    transport; ``False`` negotiates none, as the reference server's default),
+    ``manager`` (default: the server adapter's, else the process
     default).
 
     A long-polling GET with nothing to answer yet is taken from the server
@@ -136,6 +140,7 @@ class EngineIOServer:
         cors_credentials: bool = False,
         allowed_hosts: Sequence[str] | None = None,
         max_buffer: int | None = 16 * 2**20,
+        compression: bool = True,
         manager: Manager | None = None,
     ) -> None:
         if ping_interval <= 0 or ping_timeout <= 0:
@@ -164,6 +169,7 @@ class EngineIOServer:
             allowed_hosts=allowed_hosts,
             ping_interval=None,
             max_message_size=max_payload,
+            compression=compression,
         )
         self._sessions: dict[str, EngineIOSocket] = {}
         self._closed_by_client: dict[str, float] = {}
@@ -304,7 +310,9 @@ class EngineIOServer:
         if transport == "websocket":
             return self._websocket(environ, session)
         if session.transport != "polling":
-            return _error(ErrorCode.BAD_REQUEST)
+            return (
+                self._refuse_after_upgrade(environ, session, cors) if method == "GET" else _error(ErrorCode.BAD_REQUEST)
+            )
         if method == "GET":
             return self._poll(environ, session, cors)
         if method == "POST":
@@ -333,7 +341,7 @@ class EngineIOServer:
             if session.closed:
                 return _error(ErrorCode.UNKNOWN_SID)
             if session.transport != "polling":
-                return _error(ErrorCode.BAD_REQUEST)  # upgraded meanwhile
+                return self._refuse_after_upgrade(environ, session, cors)  # upgraded meanwhile
             if session._poll is not None:
                 # Two GETs at once: the reference server ends the session (the
                 # first GET gets a close packet) and refuses the second.
@@ -349,12 +357,8 @@ class EngineIOServer:
                 if session._upgrading:
                     session._end_poll_soon(blocking)
             else:
-                sock, _ = handover.detach()
-                version = b"HTTP/1.1" if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" else b"HTTP/1.0"
-                head = "".join(f"{name}: {value}\r\n" for name, value in [("Connection", "close"), *cors])
-                poll = HeldPoll(session, sock, version, head.encode("latin-1"))
+                poll = self._hold(environ, session, handover, cors)
                 session._poll = poll
-                session.manager.watch_socket(poll)
                 if session._upgrading:
                     # During an upgrade: a noop (or 400 if the upgrade completes first).
                     session._end_poll_soon(poll)
@@ -366,6 +370,32 @@ class EngineIOServer:
         if blocking.error:
             return _status(400), [("Content-Type", "application/json")], body
         return _text(body)
+
+    @staticmethod
+    def _hold(
+        environ: dict[str, Any], session: EngineIOSocket, handover: Handover, cors: list[tuple[str, str]]
+    ) -> HeldPoll:
+        """Take a GET from its server, for the manager to answer later."""
+        sock, _ = handover.detach()
+        version = b"HTTP/1.1" if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" else b"HTTP/1.0"
+        head = "".join(f"{name}: {value}\r\n" for name, value in [("Connection", "close"), *cors])
+        poll = HeldPoll(session, sock, version, head.encode("latin-1"))
+        session.manager.watch_socket(poll)
+        return poll
+
+    def _refuse_after_upgrade(
+        self, environ: dict[str, Any], session: EngineIOSocket, cors: list[tuple[str, str]]
+    ) -> _Response:
+        """400 for a GET of an upgraded session, not sooner than the grace after the probe's
+        answer (see ``EngineIOSocket._refuse_ws``): the reference server, one event loop,
+        answered the probe the client sent before this GET first."""
+        delay = session._answer_grace_left()
+        handover: Handover | None = environ.get(HANDOVER_KEY)
+        if delay <= 0 or handover is None or self._must_block(environ, handover):
+            return _error(ErrorCode.BAD_REQUEST)
+        poll = self._hold(environ, session, handover, cors)
+        session.manager.call_later(delay, functools.partial(poll.respond, BAD_REQUEST, True))
+        return _DETACHED
 
     @staticmethod
     def _must_block(environ: dict[str, Any], handover: Handover) -> bool:
@@ -423,6 +453,10 @@ class EngineIOServer:
             if self._ws_app.upgrade(environ, result) is None:
                 opened._close("transport error")
         else:
-            environ[SESSION_KEY] = (session, "probe", "")
-            self._ws_app.upgrade(environ, result)
+            # Which WebSocket probes is decided here, in the order the upgrade
+            # requests came, not when their opened() runs (on any manager thread).
+            claimed = session._claim_probe()
+            environ[SESSION_KEY] = (session, "probe" if claimed else "refused", "")
+            if self._ws_app.upgrade(environ, result) is None and claimed:
+                session._unclaim_probe()
         return _DETACHED

@@ -4,11 +4,13 @@ long-polling responses and the WebSocket transport."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -30,6 +32,12 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 _TEXT = b"text/plain; charset=UTF-8"
 # Seconds between a probe and the noop that ends the pending GET.
 _NOOP_DELAY = 0.03
+# Longest wait of a refused second WebSocket for the probe's answer (see _refuse_ws).
+_REFUSAL_WAIT = 0.5
+# Seconds a refused WebSocket stays open after the probe's answer was sent: a
+# client may see that answer late (Node's ws inflates compressed messages on
+# its thread pool) while the refusal, an uncompressed close, goes straight through.
+_ANSWER_GRACE = 0.05
 # How long an answered held response waits for the client to close its side
 # before the socket is closed anyway.
 _LINGER = 5.0
@@ -109,6 +117,13 @@ class EngineIOSocket:
         self._posting = False
         self._ws: _EngineWebSocket | None = None
         self._probe: _EngineWebSocket | None = None
+        # An upgrade request took the probe's place (on its request thread,
+        # in arrival order): its WebSocket is the probe, later ones are refused.
+        self._probe_claimed = False
+        # Refused WebSockets waiting for the probe's answer before they are closed.
+        self._refused: list[_EngineWebSocket] = []
+        # When the probe was answered (time.monotonic()), if it was.
+        self._probe_answered: float | None = None
         self._upgrading = False
         self._ping_timer: TimerHandle | None = None
         self._pong_timer: TimerHandle | None = None
@@ -279,12 +294,69 @@ class EngineIOSocket:
             self._outbox = []
             self._outbox_size = 0
 
+    def _claim_probe(self) -> bool:
+        """On the upgrade request's thread: whether its WebSocket may probe (the first one does)."""
+        with self._lock:
+            if self.closed or self._ws is not None or self._probe_claimed or self.transport != "polling":
+                return False
+            self._probe_claimed = True
+            return True
+
+    def _unclaim_probe(self) -> None:
+        """The claiming upgrade failed (no WebSocket came of it)."""
+        with self._lock:
+            self._probe_claimed = self._probe is not None
+            refused = self._take_refused()
+        _close_all(refused)
+
     def _start_probe(self, ws: _EngineWebSocket) -> bool:
         with self._lock:
             if self.closed or self._ws is not None or self._probe is not None or self.transport != "polling":
-                return False
-            self._probe = ws
-            return True
+                self._probe_claimed = self._probe is not None
+                refused = self._take_refused()
+            else:
+                self._probe = ws
+                return True
+        _close_all(refused)
+        return False
+
+    def _refuse_ws(self, ws: _EngineWebSocket) -> None:
+        """A further WebSocket for this session: closed at once, as the reference server does.
+
+        The reference server handles its connections in arrival order: a
+        client that sent ``2probe`` before opening the second WebSocket gets
+        ``3probe`` before that one is closed. Here they are handled on
+        different threads, so the second waits (at most ``_REFUSAL_WAIT``)
+        while the probe has not been answered yet, and is closed no sooner
+        than ``_ANSWER_GRACE`` after the answer.
+        """
+        with self._lock:
+            if not self.closed and self._probe_claimed and not self._upgrading:
+                self._refused.append(ws)
+                self.manager.call_later(_REFUSAL_WAIT, functools.partial(self._refusal_due, ws))
+                return
+        delay = self._answer_grace_left()
+        if delay > 0:
+            self.manager.call_later(delay, ws.close)
+        else:
+            ws.close()
+
+    def _answer_grace_left(self) -> float:
+        """Seconds before a refusal caused by the upgrade may overtake the probe's answer."""
+        answered = self._probe_answered
+        return 0.0 if answered is None else answered + _ANSWER_GRACE - time.monotonic()
+
+    def _refusal_due(self, ws: _EngineWebSocket) -> None:
+        with self._lock:
+            if ws not in self._refused:
+                return
+            self._refused.remove(ws)
+        ws.close()
+
+    def _take_refused(self) -> list[_EngineWebSocket]:
+        # With the lock held.
+        refused, self._refused = self._refused, []
+        return refused
 
     def _probe_message(self, ws: _EngineWebSocket, data: str | bytes) -> None:
         with self._lock:
@@ -294,6 +366,11 @@ class EngineIOSocket:
             if data == "2probe" and not self._upgrading:
                 self._upgrading = True
                 _ws_send(ws, PacketType.PONG, "probe")
+                # The probe is answered: the WebSockets refused meanwhile close after it.
+                self._probe_answered = time.monotonic()
+                refused = self._take_refused()
+                if refused:
+                    self.manager.call_later(_ANSWER_GRACE, functools.partial(_close_all, refused))
                 # The pending GET ends cleanly with a noop (GETs until the
                 # upgrade get one at once), a moment later: if the upgrade
                 # packet comes meanwhile (a client that did not wait for the
@@ -304,6 +381,7 @@ class EngineIOSocket:
             if data == "5" and self._upgrading:
                 self._upgrading = False
                 self._probe = None
+                self._probe_claimed = False
                 self._ws = ws
                 ws.role = "main"
                 self.transport = "websocket"
@@ -333,9 +411,13 @@ class EngineIOSocket:
 
     def _probe_closed(self, ws: _EngineWebSocket) -> None:
         with self._lock:
-            if self._probe is ws:
-                self._probe = None
-                self._upgrading = False
+            if self._probe is not ws:
+                return
+            self._probe = None
+            self._probe_claimed = False
+            self._upgrading = False
+            refused = self._take_refused()
+        _close_all(refused)
 
     def _ws_message(self, ws: _EngineWebSocket, data: str | bytes) -> None:
         if ws is not self._ws:
@@ -365,6 +447,7 @@ class EngineIOSocket:
             poll, self._poll = self._poll, None
             ws, probe = self._ws, self._probe
             self._ws = self._probe = None
+            refused = self._take_refused()
             self._outbox = []
             self._outbox_size = 0
         self._server._forget(self, by_client and poll is None and ws is None)
@@ -378,7 +461,13 @@ class EngineIOSocket:
             ws.close()
         if probe is not None:
             probe.close()
+        _close_all(refused)
         self._schedule(self._server.handler.disconnect, self, reason)
+
+
+def _close_all(websockets: list[_EngineWebSocket]) -> None:
+    for ws in websockets:
+        ws.close()
 
 
 def _ws_send(ws: WebSocket, kind: PacketType, data: str | bytes = "") -> None:
@@ -405,11 +494,11 @@ class _EngineWebSocket(WebSocket):
         self.role = role
         if role == "main":
             session._attach_ws(self, open_packet)
-        elif not session._start_probe(self):
+        elif role == "refused" or not session._start_probe(self):
             # The session was upgraded already, or is being upgraded: as the
-            # reference server does, the second WebSocket is closed at once.
+            # reference server does, the second WebSocket is closed.
             self.session = None
-            self.close()
+            session._refuse_ws(self)
 
     def received_message(self, message: Message) -> None:
         session = self.session

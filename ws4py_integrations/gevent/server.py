@@ -125,6 +125,33 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         self._ws_handover = environ[HANDOVER_KEY] = handover
         return environ
 
+    def finalize_headers(self) -> None:
+        # pywsgi closes the connection after an HTTP/1.1 request that asked for
+        # "close" without saying so: a client that pools its sockets (Node's
+        # agent) then reuses a closed one. RFC 9112 §9.6: a server that closes
+        # sends "Connection: close".
+        super().finalize_headers()
+        if self.connection_upgraded:
+            return
+        headers: list[tuple[bytes, bytes]] = self.response_headers
+        if (
+            self.code not in (204, 304)
+            and not self.response_use_chunked
+            and not any(name.lower() == b"content-length" for name, _ in headers)
+        ):
+            self.close_connection = True  # the body ends where the connection does
+        if not self.close_connection:
+            return
+        tokens = [
+            token.strip().lower()
+            for name, value in headers
+            if name.lower() == b"connection"
+            for token in value.split(b",")
+        ]
+        if b"close" not in tokens:
+            headers[:] = [(name, value) for name, value in headers if name.lower() != b"connection"]
+            headers.append((b"Connection", b"close"))
+
     def process_result(self) -> None:
         if not self.ws_detached:
             super().process_result()
