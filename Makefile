@@ -35,21 +35,10 @@ COVERED_TESTS += tests/test_socketio_packets.py tests/test_socketio_server.py te
 	tests/test_socketio_clients.py
 COVERED_TESTS += tests/test_client.py tests/test_client_edges.py tests/test_testing.py tests/test_testing_plugin.py
 
-# The whole test suite, as CI runs it: lint, types, tests, docs.
+# The whole test suite, as CI runs it: lint, types, tests, the guard, the floors, the dist, docs
+# (scripts/test.sh; it installs the floors and checks the dist in the background meanwhile).
 test:
-	@bash scripts/setup.sh --test
-	$(PY) -m ruff check ws4py_integrations examples tests tools
-	$(PY) -m ruff format --check ws4py_integrations examples tests tools
-	$(PY) -m mypy
-	$(PY) -m coverage erase
-	$(PY) -m coverage run -m pytest -p no:cacheprovider $(COVERED_TESTS)
-	$(PY) -m coverage combine -q
-	$(PY) -m coverage report
-	$(PY) -m pytest -p no:cacheprovider $(addprefix --ignore=,$(COVERED_TESTS))
-	$(PY) -m tools.bench guard
-	@bash scripts/min-versions.sh
-	@bash scripts/check-dist.sh
-	@if [ -f docs/conf.py ]; then $(PY) -m sphinx -W --keep-going -q -b html docs docs/_build/html; fi
+	@COVERED_TESTS="$(COVERED_TESTS)" bash scripts/test.sh
 
 # The behaviour suite at the oldest versions pyproject.toml allows (.venv-min).
 test-min-versions:

@@ -3,6 +3,8 @@
 #
 #   scripts/min-versions.sh            install (if needed) and run
 #   scripts/min-versions.sh -k wss     extra arguments go to pytest
+#   scripts/min-versions.sh --install-only   install (if needed), run nothing
+#                                      (make test does this in the background first)
 #
 # Every runtime dependency (the base one and those of each extra, not the
 # test/docs tools) is pinned to its floor: "websockets>=14,<18" installs
@@ -16,6 +18,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+install_only=0
+if [ "${1:-}" = --install-only ]; then install_only=1; shift; fi
 PYTHON=${PYTHON:-python3}
 VENV=${MIN_VENV:-.venv-min}
 # Bounds: installing (fresh pip cache: a few minutes) and the suite (~3 min on 2 cores).
@@ -137,6 +141,10 @@ PY
   fi
   "$VENV/bin/python" -m pip check
   touch "$stamp"
+fi
+if [ "$install_only" = 1 ]; then
+  echo "min-versions: $VENV is ready"
+  exit 0
 fi
 
 echo "min-versions: installed versions:"
