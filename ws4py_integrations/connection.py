@@ -338,18 +338,31 @@ class Connection:
                 if self._held:
                     self._process(b"", eof=False)
                     continue
-                view = self.backend.recv_buffer
+                # The rest of a large payload is received in place, into its
+                # own buffer: no copy out of the receive buffer, none into the
+                # parser's, and reads as large as what the socket holds.
+                target = self.protocol.payload_target()
+                received = 0
                 try:
-                    data = bytes(view[: self.io.recv_into(view)])
+                    if target is None:
+                        view = self.backend.recv_buffer
+                        data = bytes(view[: self.io.recv_into(view)])
+                    else:
+                        with target:
+                            received = self.io.recv_into(target)
+                        data = b""
                 except _WOULD_BLOCK:
                     return True
                 except OSError as exc:
                     logger.debug("%s: recv failed: %s", self.id, exc)
                     self.abort()
                     return False
-                self.feed(data)
+                if received:
+                    self._process(b"", eof=False, received=received)
+                else:
+                    self.feed(data)
                 # TLS may hold decrypted bytes the socket does not report as readable.
-                more = bool(data) and self.is_tls and not self.finalized and self.sock.pending() > 0  # type: ignore[attr-defined]
+                more = bool(data or received) and self.is_tls and not self.finalized and self.sock.pending() > 0  # type: ignore[attr-defined]
             if not more:
                 return not self.finalized
 
@@ -357,13 +370,16 @@ class Connection:
         """Process bytes from the peer (``b""`` means end of stream)."""
         self._process(data, eof=not data)
 
-    def _process(self, data: bytes, eof: bool) -> None:
+    def _process(self, data: bytes, eof: bool, received: int = 0) -> None:
+        # received: bytes read into the view protocol.payload_target() gave.
         with self.lock:
             if self.finalized:
                 return
             protocol = self.protocol
             was_open = protocol.close_sent is None
-            self.bytes_in += len(data)
+            self.bytes_in += len(data) + received
+            if received:
+                protocol.payload_received(received)
             if self._held:
                 data, self._held = self._held + data, b""
             if data:
