@@ -145,7 +145,8 @@ def pieces(draw: Any) -> bytes:
         return frame(0x8, struct.pack("!H", 1001))
     if kind == "toobig":
         return struct.pack("!BBQ", 0x82, 0xFF, LIMIT + 1) + mask + b"\0" * 100
-    return bytes(draw(st.binary(max_size=12)))
+    noise: bytes = draw(st.binary(max_size=12))
+    return noise
 
 
 @st.composite
