@@ -124,7 +124,7 @@ def pieces(draw: Any) -> bytes:
     """A large binary message (maybe fragmented, control frames between the
     fragments), a small message, a large text frame, or noise."""
     kind = draw(st.sampled_from(["large", "large", "fragmented", "small", "text", "close", "noise", "toobig"]))
-    mask = draw(st.binary(min_size=4, max_size=4))
+    mask: bytes = draw(st.binary(min_size=4, max_size=4))
     if kind == "large":
         return frame(OP_BINARY, pattern(draw(st.sampled_from(SIZES)), 1), mask=mask)
     if kind == "fragmented":
