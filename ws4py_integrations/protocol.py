@@ -120,6 +120,12 @@ LARGE_PAYLOAD = 64 * 1024
 # bytes of it already here, whichever is larger; it grows 4x as it fills.
 # A header alone (14 bytes announcing max_size) reserves no more than this.
 TARGET_START = 256 * 1024
+# One spare payload buffer per process, taken by the next large payload (any
+# connection or thread: list.pop and append are atomic), as a fresh
+# bytearray() is zeroed: a pass over memory the payload overwrites anyway.
+# Only the parser held it (it unmasks into new bytes), so nothing sees it again.
+_spare: list[bytearray] = []
+SPARE_MAX = 4 * 2**20
 
 
 class MessageProtocol(ServerProtocol):
@@ -214,7 +220,7 @@ class MessageProtocol(ServerProtocol):
             ):
                 return None
             buffer = reader.buffer
-            target = bytearray(min(want, max(4 * len(buffer), TARGET_START)))
+            target = _take_spare(want, max(4 * len(buffer), TARGET_START))
             target[: len(buffer)] = buffer
             reader.target, reader.filled, reader.buffer = target, len(buffer), bytearray()
         elif reader.filled == len(target):
@@ -247,8 +253,11 @@ class MessageProtocol(ServerProtocol):
         # read_exact hands to the parser as is.
         reader: _Reader = self.reader  # type: ignore[assignment]
         assert reader.target is not None and len(reader.target) == reader.want
-        reader.buffer, reader.target = reader.target, None
+        target = reader.target
+        reader.buffer, reader.target = target, None
         ServerProtocol.receive_data(self, b"")
+        if reader.buffer is not target and len(target) <= SPARE_MAX and not _spare:
+            _spare.append(target)
 
     def _text_payload(self) -> bool:
         """Whether the payload waited for is uncompressed text (validated as it arrives)."""
@@ -420,6 +429,22 @@ class MessageProtocol(ServerProtocol):
         reader.target = None
         reader.partial = None
         reader.head = reader.mask = b""
+
+
+def _take_spare(want: int, size: int) -> bytearray:
+    """A buffer for a payload of ``want`` bytes: the spare one (its length cut or
+    grown to what is allowed), or a new one of ``min(want, size)`` bytes."""
+    try:
+        target = _spare.pop()
+    except IndexError:
+        return bytearray(min(want, size))
+    # The spare's memory is already ours: using all of it reserves nothing.
+    size = min(want, max(size, len(target)))
+    if len(target) > size:
+        del target[size:]
+    elif len(target) < size:
+        target += bytes(size - len(target))
+    return target
 
 
 class _Assembly:

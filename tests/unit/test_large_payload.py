@@ -22,13 +22,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.examples import examples
+from ws4py_integrations import protocol as protocol_module
 from ws4py_integrations.connection import Connection
-from ws4py_integrations.protocol import LARGE_PAYLOAD, TARGET_START, MessageProtocol
+from ws4py_integrations.protocol import LARGE_PAYLOAD, SPARE_MAX, TARGET_START, MessageProtocol
 
 from .helpers import OP_BINARY, OP_CONT, OP_TEXT, FakeBackend, Recorder, make_connection, socket_pair
 
 LIMIT = 1 << 20
 NO_TIMERS: dict[str, Any] = {"ping_interval": None, "read_timeout": None}
+
+
+@pytest.fixture(autouse=True)
+def no_spare() -> None:
+    # Each test starts without the process's spare payload buffer.
+    protocol_module._spare.clear()
 
 
 def masked(payload: bytes, mask: bytes) -> bytes:
@@ -224,6 +231,25 @@ def test_an_announced_length_alone_reserves_little(limit: int | None) -> None:
     assert peak < 8 * TARGET_START  # the grown buffer, the old one and the zeros it grew by
     proto.release()
     assert proto.reader.target is None  # type: ignore[attr-defined]
+
+
+def test_the_spare_buffer_is_reused_cut_and_grown() -> None:
+    proto = protocol(None)
+    sizes = [TARGET_START + 5, LARGE_PAYLOAD, 3 * TARGET_START, SPARE_MAX + 1, TARGET_START]
+    for i, size in enumerate(sizes):
+        payload = pattern(size, i)
+        data = frame(OP_BINARY, payload)
+        feed_in_place(proto, data[:1000], 1000, False)
+        assert feed_in_place(proto, data[1000:], 1 << 20, False) == len(data) - 1000
+        assert proto.inbox[-1].data == payload
+        # Kept after a payload up to SPARE_MAX (the first spare from the loop before).
+        assert [len(spare) for spare in protocol_module._spare] == ([] if size > SPARE_MAX else [size])
+    spare = protocol_module._spare[0]
+    proto.receive_data(frame(OP_BINARY, pattern(LARGE_PAYLOAD))[:1000])
+    target = proto.payload_target()
+    assert target is not None and protocol_module._spare == []
+    assert proto.reader.target is spare  # type: ignore[attr-defined]
+    target.release()
 
 
 def test_text_and_small_payloads_are_not_received_in_place() -> None:
