@@ -49,6 +49,8 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 _COALESCE = 64 * 1024
 #: Size of a backend's receive buffer (:attr:`Backend.recv_buffer`).
 RECV_SIZE = 256 * 1024
+# The longest client frame header (2 bytes, 8 of length, 4 of mask).
+_HEADER_MAX = 14
 
 
 def _data_header(frame: Frame) -> bytes:
@@ -341,12 +343,17 @@ class Connection:
                 # The rest of a large payload is received in place, into its
                 # own buffer: no copy out of the receive buffer, none into the
                 # parser's, and reads as large as what the socket holds.
-                target = self.protocol.payload_target()
+                protocol = self.protocol
+                target = protocol.payload_target()
                 received = 0
+                # After a payload received in place, the next frame's header
+                # alone: its payload then comes in place too, rather than up
+                # to 256 KiB of it through the receive buffer (three copies).
+                peek = target is None and protocol.large_next
                 try:
                     if target is None:
                         view = self.backend.recv_buffer
-                        data = bytes(view[: self.io.recv_into(view)])
+                        data = bytes(view[: self.io.recv_into(view[:_HEADER_MAX] if peek else view)])
                     else:
                         with target:
                             received = self.io.recv_into(target)
@@ -361,6 +368,8 @@ class Connection:
                     self._process(b"", eof=False, received=received)
                 else:
                     self.feed(data)
+                    if peek and protocol.payload_target() is None:
+                        protocol.large_next = False  # not a large payload: full reads again
                 # TLS may hold decrypted bytes the socket does not report as readable.
                 more = bool(data or received) and self.is_tls and not self.finalized and self.sock.pending() > 0  # type: ignore[attr-defined]
             if not more:

@@ -155,6 +155,9 @@ class MessageProtocol(ServerProtocol):
         self.reader = _Reader()
         self.parser = None  # type: ignore[assignment]
         self.inbox: list[Message | Pong] = []
+        #: The last frame was received in place (:meth:`payload_target`): the
+        #: next is likely large too (Connection.read reads its header alone).
+        self.large_next = False
         # The fragmented message being received, if any.
         self._asm: _Assembly | None = None
 
@@ -256,6 +259,7 @@ class MessageProtocol(ServerProtocol):
         target = reader.target
         reader.buffer, reader.target = target, None
         ServerProtocol.receive_data(self, b"")
+        self.large_next = True
         if reader.buffer is not target and len(target) <= SPARE_MAX and not _spare:
             _spare.append(target)
 

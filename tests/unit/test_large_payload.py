@@ -332,3 +332,42 @@ def test_connection_dropped_mid_payload_reports_1006_and_frees_the_buffer() -> N
         assert isinstance(ws, Recorder)
         assert ws.events[-1] == ("closed", 1006, "")
         assert conn.protocol.reader.target is None  # type: ignore[attr-defined]
+
+
+def test_after_a_large_payload_the_next_header_is_read_alone() -> None:
+    # The next large payload then goes in place whole; a small frame after it
+    # arrives intact and turns full reads back on.
+    backend = FakeBackend()
+    first, second = pattern(LIMIT // 2, 1), pattern(LIMIT // 2 + 3, 2)
+    with socket_pair() as (server, client):
+        conn = make_connection(server, backend, **NO_TIMERS)
+        conn.start(b"")
+        ws = conn.websocket
+        assert isinstance(ws, Recorder)
+        calls: list[int] = []
+        real = conn.protocol.payload_received
+
+        def spy(n: int) -> None:
+            calls.append(n)
+            real(n)
+
+        conn.protocol.payload_received = spy  # type: ignore[method-assign]
+
+        def messages() -> list[Any]:
+            backend.run_scheduled()
+            return [e[1] for e in ws.events if e[0] == "message"]
+
+        for payload, count in ((first, 1), (second, 2)):
+            calls.clear()
+            sender = threading.Thread(target=client.sendall, args=(frame(OP_BINARY, payload),))
+            sender.start()
+            try:
+                read_until(conn, lambda count=count: len(messages()) == count)
+            finally:
+                sender.join(10)
+        assert conn.protocol.large_next
+        assert sum(calls) == len(second)  # all of it in place, none through the receive buffer
+        client.sendall(frame(OP_BINARY, b"small") + frame(OP_TEXT, b"text"))
+        read_until(conn, lambda: len(messages()) == 4)
+        assert messages() == [first, second, b"small", "text"]
+        assert not conn.protocol.large_next
