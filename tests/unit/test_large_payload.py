@@ -371,3 +371,31 @@ def test_after_a_large_payload_the_next_header_is_read_alone() -> None:
         read_until(conn, lambda: len(messages()) == 4)
         assert messages() == [first, second, b"small", "text"]
         assert not conn.protocol.large_next
+
+
+def test_bytes_fed_while_a_payload_is_received_in_place_fill_it_first() -> None:
+    # Bytes that come through receive_data meanwhile (a server's buffered
+    # bytes): the payload's part goes into its buffer, the rest is parsed after.
+    payload = pattern(TARGET_START + 100, 6)
+    data = frame(OP_BINARY, payload) + frame(OP_TEXT, b"after") + frame(0x9, b"p")
+    proto = protocol()
+    proto.receive_data(data[:1000])
+    target = proto.payload_target()
+    assert target is not None
+    with target:
+        target[:5000] = data[1000:6000]
+    proto.payload_received(5000)
+    proto.receive_data(data[6000:7000])
+    assert proto.inbox == [] and proto.reader.target is not None  # type: ignore[attr-defined]
+    proto.receive_data(data[7000:])
+    assert [m.data for m in proto.inbox] == [payload, "after"]
+    assert proto.data_to_send() == [b"\x8a\x01p"]
+    # Exactly the payload's end: nothing left to parse.
+    proto = protocol()
+    proto.receive_data(data[:1000])
+    target = proto.payload_target()
+    assert target is not None
+    target.release()
+    proto.receive_data(data[1000 : len(data) - 18])
+    assert [m.data for m in proto.inbox] == [payload]
+    assert proto.reader.target is None and not proto.reader.buffer  # type: ignore[attr-defined]
