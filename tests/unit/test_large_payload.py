@@ -399,3 +399,29 @@ def test_bytes_fed_while_a_payload_is_received_in_place_fill_it_first() -> None:
     proto.receive_data(data[1000 : len(data) - 18])
     assert [m.data for m in proto.inbox] == [payload]
     assert proto.reader.target is None and not proto.reader.buffer  # type: ignore[attr-defined]
+
+
+def test_a_compressed_payload_is_received_in_place_then_inflated() -> None:
+    import os
+    import zlib
+
+    from .helpers import accept
+
+    payload = os.urandom(2 * LARGE_PAYLOAD)  # incompressible: stays large
+    compressor = zlib.compressobj(wbits=-15)
+    body = (compressor.compress(payload) + compressor.flush(zlib.Z_SYNC_FLUSH))[:-4]
+    data = bytearray(frame(OP_BINARY, body))
+    data[0] |= 0x40  # RSV1: compressed (RFC 7692)
+    protos = []
+    for in_place in (True, False):
+        the_accept = accept(HTTP_SEC_WEBSOCKET_EXTENSIONS="permessage-deflate")
+        proto = MessageProtocol.accepted(the_accept, LIMIT)
+        proto.receive_data(bytes(data[:1000]))
+        if in_place:
+            assert feed_in_place(proto, bytes(data[1000:]), 1 << 20, False) == len(data) - 1000
+        else:
+            proto.receive_data(bytes(data[1000:]))
+        protos.append(proto)
+    seen = observe(protos[0])
+    assert seen == observe(protos[1])
+    assert [m.data for m in seen[0]] == [payload]
