@@ -49,6 +49,8 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 _COALESCE = 64 * 1024
 #: Size of a backend's receive buffer (:attr:`Backend.recv_buffer`).
 RECV_SIZE = 256 * 1024
+# The longest client frame header (2 bytes, 8 of length, 4 of mask).
+_HEADER_MAX = 14
 
 
 def _data_header(frame: Frame) -> bytes:
@@ -338,18 +340,38 @@ class Connection:
                 if self._held:
                     self._process(b"", eof=False)
                     continue
-                view = self.backend.recv_buffer
+                # The rest of a large payload is received in place, into its
+                # own buffer: no copy out of the receive buffer, none into the
+                # parser's, and reads as large as what the socket holds.
+                protocol = self.protocol
+                target = protocol.payload_target()
+                received = 0
+                # After a payload received in place, the next frame's header
+                # alone: its payload then comes in place too, rather than up
+                # to 256 KiB of it through the receive buffer (three copies).
+                peek = target is None and protocol.large_next
                 try:
-                    data = bytes(view[: self.io.recv_into(view)])
+                    if target is None:
+                        view = self.backend.recv_buffer
+                        data = bytes(view[: self.io.recv_into(view[:_HEADER_MAX] if peek else view)])
+                    else:
+                        with target:
+                            received = self.io.recv_into(target)
+                        data = b""
                 except _WOULD_BLOCK:
                     return True
                 except OSError as exc:
                     logger.debug("%s: recv failed: %s", self.id, exc)
                     self.abort()
                     return False
-                self.feed(data)
+                if received:
+                    self._process(b"", eof=False, received=received)
+                else:
+                    self.feed(data)
+                    if peek and protocol.payload_target() is None:
+                        protocol.large_next = False  # not a large payload: full reads again
                 # TLS may hold decrypted bytes the socket does not report as readable.
-                more = bool(data) and self.is_tls and not self.finalized and self.sock.pending() > 0  # type: ignore[attr-defined]
+                more = bool(data or received) and self.is_tls and not self.finalized and self.sock.pending() > 0  # type: ignore[attr-defined]
             if not more:
                 return not self.finalized
 
@@ -357,13 +379,16 @@ class Connection:
         """Process bytes from the peer (``b""`` means end of stream)."""
         self._process(data, eof=not data)
 
-    def _process(self, data: bytes, eof: bool) -> None:
+    def _process(self, data: bytes, eof: bool, received: int = 0) -> None:
+        # received: bytes read into the view protocol.payload_target() gave.
         with self.lock:
             if self.finalized:
                 return
             protocol = self.protocol
             was_open = protocol.close_sent is None
-            self.bytes_in += len(data)
+            self.bytes_in += len(data) + received
+            if received:
+                protocol.payload_received(received)
             if self._held:
                 data, self._held = self._held + data, b""
             if data:

@@ -55,6 +55,12 @@ class _Reader(StreamReader):
         self.mid_frame = False
         self.frame_serial = 0
         self.reads = 0
+        # How many bytes the read the parser waits in asks for.
+        self.want = 0
+        # A large payload being received in place (MessageProtocol.payload_target):
+        # its own buffer and how much of it is filled; ``buffer`` stays empty meanwhile.
+        self.target: bytearray | None = None
+        self.filled = 0
         self.head: bytes | bytearray = b""
         self.mask: bytes | bytearray = b""
         # Validation of a text payload still arriving: (frame serial, bytes
@@ -75,6 +81,7 @@ class _Reader(StreamReader):
         self.reads = index + 1
         if len(self.buffer) < n:
             self.mid_frame = True
+            self.want = n
             while len(self.buffer) < n:
                 if self.eof:
                     raise EOFError(f"stream ends after {len(self.buffer)} bytes, expected {n} bytes")
@@ -107,6 +114,18 @@ OP_CONT, OP_TEXT, OP_BINARY = Opcode.CONT, Opcode.TEXT, Opcode.BINARY
 # The smallest client frame: 2 header bytes and the 4-byte mask.
 FRAME_OVERHEAD = 6
 OP_CLOSE, OP_PING, OP_PONG = Opcode.CLOSE, Opcode.PING, Opcode.PONG
+#: Payloads from this size on are received in place (:meth:`MessageProtocol.payload_target`).
+LARGE_PAYLOAD = 64 * 1024
+# The first buffer of a payload received in place: at most this or 4x the
+# bytes of it already here, whichever is larger; it grows 4x as it fills.
+# A header alone (14 bytes announcing max_size) reserves no more than this.
+TARGET_START = 256 * 1024
+# One spare payload buffer per process, taken by the next large payload (any
+# connection or thread: list.pop and append are atomic), as a fresh
+# bytearray() is zeroed: a pass over memory the payload overwrites anyway.
+# Only the parser held it (it unmasks into new bytes), so nothing sees it again.
+_spare: list[bytearray] = []
+SPARE_MAX = 4 * 2**20
 
 
 class MessageProtocol(ServerProtocol):
@@ -136,6 +155,9 @@ class MessageProtocol(ServerProtocol):
         self.reader = _Reader()
         self.parser = None  # type: ignore[assignment]
         self.inbox: list[Message | Pong] = []
+        #: The last frame was received in place (:meth:`payload_target`): the
+        #: next is likely large too (Connection.read reads its header alone).
+        self.large_next = False
         # The fragmented message being received, if any.
         self._asm: _Assembly | None = None
 
@@ -150,6 +172,12 @@ class MessageProtocol(ServerProtocol):
         :attr:`inbox`; returns the bytes not processed yet (give them back first
         next time). Only the fast path stops early: the parser takes all it gets."""
         reader = self.reader
+        if reader.target is not None:  # type: ignore[attr-defined]
+            # Bytes that did not come through payload_target(): the payload's
+            # part goes into its buffer, the rest is parsed once it is complete.
+            data = self._fill_target(data)
+            if not data:
+                return b""
         if (
             self.fast_path
             and self.state is State.OPEN
@@ -169,6 +197,79 @@ class MessageProtocol(ServerProtocol):
         if reader.mid_frame and self.state is State.OPEN and reader.waiting_for_payload():  # type: ignore[attr-defined]
             self._validate_partial_text()
         return b""
+
+    def payload_target(self) -> memoryview | None:
+        """Where the next bytes from the peer go while the parser waits for the rest
+        of a large binary payload: a view of that payload's own buffer, so
+        ``recv_into`` it avoids copying the payload from a receive buffer into
+        the reader's; else ``None``. Report what was received with
+        :meth:`payload_received`, and release the view first.
+
+        Only a payload the parser accepted (within the size limit) gets one,
+        and its buffer grows with the bytes received, not the announced length.
+        """
+        reader: _Reader = self.reader  # type: ignore[assignment]
+        target = reader.target
+        if target is None:
+            want = reader.want
+            if (
+                want < LARGE_PAYLOAD
+                or not reader.mid_frame
+                or self.state is not State.OPEN
+                or self.side is not Side.SERVER
+                or reader.eof
+                or not reader.waiting_for_payload()
+                or self._text_payload()
+            ):
+                return None
+            buffer = reader.buffer
+            target = _take_spare(want, max(4 * len(buffer), TARGET_START))
+            target[: len(buffer)] = buffer
+            reader.target, reader.filled, reader.buffer = target, len(buffer), bytearray()
+        elif reader.filled == len(target):
+            target += bytes(min(reader.want, 4 * len(target)) - len(target))
+        return memoryview(target)[reader.filled :]
+
+    def payload_received(self, n: int) -> None:
+        """``n`` bytes were received into the view :meth:`payload_target` returned."""
+        reader: _Reader = self.reader  # type: ignore[assignment]
+        reader.filled += n
+        if reader.filled == reader.want:
+            self._complete_target()
+
+    def _fill_target(self, data: bytes | bytearray) -> bytes | bytearray:
+        """Copy the payload's part of ``data`` into its buffer; return the rest."""
+        reader: _Reader = self.reader  # type: ignore[assignment]
+        target, filled = reader.target, reader.filled
+        assert target is not None
+        take = min(len(data), reader.want - filled)
+        # Past the buffer's end this slice assignment grows it (to want at most).
+        target[filled : filled + take] = memoryview(data)[:take]
+        reader.filled = filled + take
+        if reader.filled < reader.want:
+            return b""
+        self._complete_target()
+        return data[take:]
+
+    def _complete_target(self) -> None:
+        # The payload is whole: it becomes the reader's buffer, which
+        # read_exact hands to the parser as is.
+        reader: _Reader = self.reader  # type: ignore[assignment]
+        assert reader.target is not None and len(reader.target) == reader.want
+        target = reader.target
+        reader.buffer, reader.target = target, None
+        ServerProtocol.receive_data(self, b"")
+        self.large_next = True
+        if reader.buffer is not target and len(target) <= SPARE_MAX and not _spare:
+            _spare.append(target)
+
+    def _text_payload(self) -> bool:
+        """Whether the payload waited for is uncompressed text (validated as it arrives)."""
+        first = self.reader.head[0]  # type: ignore[attr-defined]
+        if first & 0x40:
+            return False
+        opcode = first & 0x0F
+        return opcode == OP_TEXT or (opcode == OP_CONT and self._asm is not None and self._asm.decoder is not None)
 
     def receive_eof(self) -> None:
         if self.parser is None:
@@ -329,8 +430,25 @@ class MessageProtocol(ServerProtocol):
         self.inbox = []
         reader: _Reader = self.reader  # type: ignore[assignment]
         reader.buffer = bytearray()
+        reader.target = None
         reader.partial = None
         reader.head = reader.mask = b""
+
+
+def _take_spare(want: int, size: int) -> bytearray:
+    """A buffer for a payload of ``want`` bytes: the spare one (its length cut or
+    grown to what is allowed), or a new one of ``min(want, size)`` bytes."""
+    try:
+        target = _spare.pop()
+    except IndexError:
+        return bytearray(min(want, size))
+    # The spare's memory is already ours: using all of it reserves nothing.
+    size = min(want, max(size, len(target)))
+    if len(target) > size:
+        del target[size:]
+    elif len(target) < size:
+        target += bytes(size - len(target))
+    return target
 
 
 class _Assembly:
