@@ -457,15 +457,24 @@ class GeventManager(Manager):
         if idle is not None:
             self._idle_runner = None
             self._runner = idle
-            self._loop.run_callback(idle.switch)
+            self._loop.run_callback(self._switch_to_runner, idle, self._turns)
         else:
             self._runner = gevent.spawn_raw(self._run_ready)
+
+    def _switch_to_runner(self, runner: Any, turn: int) -> None:
+        # In the hub. The switch returns when the runner switches back to the
+        # hub: it parked, or a handler waits for something (then the check
+        # hands the others to another runner), with no callback of its own.
+        runner.switch()
+        self._check_runner(runner, turn)
 
     def _run_ready(self) -> None:
         me = gevent.getcurrent()
         ready = self._ready
+        # A new runner registers its own check; a parked one woken by
+        # _switch_to_runner is checked there.
+        self._loop.run_callback(self._check_runner, me, self._turns)
         while True:
-            self._loop.run_callback(self._check_runner, me, self._turns)
             while self._runner is me and ready:
                 conn = ready.popleft()
                 if self._run_queue(conn, full_batch):
