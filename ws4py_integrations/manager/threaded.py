@@ -137,8 +137,8 @@ class ThreadedManager(Manager):
         # callback is taken and the leadership checked in one step.
         self._lock = self._queue_lock
         self._leader: threading.Thread | None = None
-        # The leader's thread id once it runs (None until then): cheaper to
-        # compare than threading.current_thread(), a Python call.
+        # The leader's thread id (None until it started): cheaper to compare
+        # than threading.current_thread(), a Python call.
         self._leader_ident: int | None = None
         self._run_list: deque[Connection] = deque()
         self._busy_since: float | None = None
@@ -179,10 +179,12 @@ class ThreadedManager(Manager):
         # Called with self._lock held.
         thread = threading.Thread(target=self._lead, name=f"{self._name}-io-{next(self._serial)}", daemon=True)
         self._leader = thread
+        # None until started: meanwhile a call from the new leader wakes the loop, needlessly but harmlessly.
         self._leader_ident = None
         self._busy_since = None
         self._threads += 1
         thread.start()
+        self._leader_ident = thread.ident
 
     def _watch_leader(self) -> None:
         """Move the loop to a new thread when the leader is blocked in a callback."""
@@ -213,9 +215,6 @@ class ThreadedManager(Manager):
 
     def _lead(self) -> None:
         me = threading.current_thread()
-        with self._lock:
-            if self._leader is me:
-                self._leader_ident = _get_ident()
         try:
             while self._running:
                 timeout = None
