@@ -435,30 +435,33 @@ class Connection:
         except Exception:
             self._callback_failed(self.websocket.received_message)
         if not self.holds_messages:
+            # message_handled inline.
             self._handled += 1
             if self.reading_paused:
-                self.message_handled(counted=True)
+                self._resume_if_drained()
 
-    def message_handled(self, counted: bool = False) -> None:
+    def message_handled(self) -> None:
         """One received message is handled: it no longer counts toward ``max_queue``.
 
         Called after ``received_message`` returns, or, when ``holds_messages``
         is set, by the handler itself once it took the message (one thread at
-        a time, in order). ``counted``: the caller counted it already.
+        a time, in order).
         """
-        if not counted:
-            self._handled += 1
+        self._handled += 1
         if self.reading_paused:
-            limit = self.options.max_queue
-            with self.lock:
-                # Resume at a quarter, so a busy peer does not flap the watch.
-                if (
-                    self.reading_paused
-                    and not self.finalized
-                    and (limit is None or self._received - self._handled <= limit // 4)
-                ):
-                    self.reading_paused = False
-                    self.backend.reading_changed(self)
+            self._resume_if_drained()
+
+    def _resume_if_drained(self) -> None:
+        limit = self.options.max_queue
+        with self.lock:
+            # Resume at a quarter, so a busy peer does not flap the watch.
+            if (
+                self.reading_paused
+                and not self.finalized
+                and (limit is None or self._received - self._handled <= limit // 4)
+            ):
+                self.reading_paused = False
+                self.backend.reading_changed(self)
 
     def on_writable(self) -> bool:
         """Flush the outbound buffer; ``True`` while bytes are still waiting."""
