@@ -365,9 +365,9 @@ class Connection:
                     self.abort()
                     return False
                 if received:
-                    self._process(b"", eof=False, received=received)
+                    self._receive(b"", False, received)
                 else:
-                    self.feed(data)
+                    self._receive(data, not data)
                     if peek and protocol.payload_target() is None:
                         protocol.large_next = False  # not a large payload: full reads again
                 # TLS may hold decrypted bytes the socket does not report as readable.
@@ -379,77 +379,91 @@ class Connection:
         """Process bytes from the peer (``b""`` means end of stream)."""
         self._process(data, eof=not data)
 
-    def _process(self, data: bytes, eof: bool, received: int = 0) -> None:
-        # received: bytes read into the view protocol.payload_target() gave.
+    def _process(self, data: bytes, eof: bool) -> None:
         with self.lock:
-            if self.finalized:
-                return
-            protocol = self.protocol
-            was_open = protocol.close_sent is None
-            self.bytes_in += len(data) + received
-            if received:
-                protocol.payload_received(received)
-            if self._held:
-                data, self._held = self._held + data, b""
-            if data:
-                limit = self.options.max_queue
-                # At most what max_queue still has room for (at least one, so a
-                # message always makes progress); the rest waits, unparsed.
-                budget = None if limit is None or eof else max(limit - (self._received - self._handled), 1)
-                self._held = bytes(protocol.receive_some(data, budget))
-            if eof:
-                protocol.receive_eof()
-            inbox = protocol.inbox
-            if inbox:
-                protocol.inbox = []
-            writes = protocol.data_to_send()
-            closing_now = was_open and protocol.close_sent is not None
-            if self.options.read_timeout is not None:
-                self._arm_read_timer(protocol.reader.mid_frame and not eof)  # type: ignore[attr-defined]
+            self._receive(data, eof)
+
+    def _receive(self, data: bytes, eof: bool, received: int = 0) -> None:
+        # With the lock held: read() holds it already, so a read takes it once.
+        # received: bytes read into the view protocol.payload_target() gave.
+        if self.finalized:
+            return
+        protocol = self.protocol
+        was_open = protocol.close_sent is None
+        self.bytes_in += len(data) + received
+        if received:
+            protocol.payload_received(received)
+        if self._held:
+            data, self._held = self._held + data, b""
+        options = self.options
+        if data:
+            limit = options.max_queue
+            # At most what max_queue still has room for (at least one, so a
+            # message always makes progress); the rest waits, unparsed.
+            budget = None if limit is None or eof else max(limit - (self._received - self._handled), 1)
+            held = protocol.receive_some(data, budget)
+            if held:
+                self._held = bytes(held)
+        if eof:
+            protocol.receive_eof()
+        inbox = protocol.inbox
+        if inbox:
+            protocol.inbox = []
+        writes = protocol.data_to_send()
+        closing_now = was_open and protocol.close_sent is not None
+        if options.read_timeout is not None:
+            self._arm_read_timer(protocol.reader.mid_frame and not eof)  # type: ignore[attr-defined]
         if writes and not closing_now:
             # Pongs first: a callback on another thread must not answer a
             # message completed after a ping before the pong is queued.
-            with self.lock:
-                self._release_locked(writes)
-                self._over_send_limit()
+            self._release_locked(writes)
+            self._over_send_limit()
             writes = []
-        for event in inbox:
-            if isinstance(event, Message):
-                self.messages_in += 1
-                self._message_received(event)
-            else:
-                self._pong_received(event)
+        if inbox:
+            schedule, handle, limit = self.backend.schedule, self._handle_message, options.max_queue
+            for event in inbox:
+                if isinstance(event, Message):
+                    # Once per message: kept inline.
+                    self.messages_in += 1
+                    self._received += 1
+                    if limit is not None and self._received - self._handled >= limit and not self.reading_paused:
+                        self._pause_reading()
+                    schedule(self, handle, event)
+                else:
+                    self._pong_received(event)
         if writes:
             if closing_now:
                 # Strict order: answers to messages received before a close or
                 # a protocol error go out before our close frame.
                 self.backend.schedule(self, self._release, writes)
             else:
-                with self.lock:
-                    self._release_locked(writes)
-                    # Pongs count toward the send buffer like everything else:
-                    # a peer that pings and never reads is closed (1008).
-                    self._over_send_limit()
+                self._release_locked(writes)
+                # Pongs count toward the send buffer like everything else:
+                # a peer that pings and never reads is closed (1008).
+                self._over_send_limit()
         if protocol.state is CLOSED:
             self.abort()
         elif closing_now:
             self._start_close_timer()
 
-    def _message_received(self, message: Message) -> None:
-        self._received += 1
-        limit = self.options.max_queue
-        if limit is not None and self._received - self._handled >= limit and not self.reading_paused:
-            with self.lock:
-                # Backpressure through TCP: the peer's sends wait in its
-                # kernel buffers, not in our memory.
-                self.reading_paused = True
-                self.backend.reading_changed(self)
-        self.backend.schedule(self, self._handle_message, message)
+    def _pause_reading(self) -> None:
+        with self.lock:
+            # Backpressure through TCP: the peer's sends wait in its
+            # kernel buffers, not in our memory.
+            self.reading_paused = True
+            self.backend.reading_changed(self)
 
     def _handle_message(self, message: Message) -> None:
-        self._dispatch(self.websocket.received_message, message)
+        # _dispatch inline: this runs once per message.
+        try:
+            self.websocket.received_message(message)
+        except Exception:
+            self._callback_failed(self.websocket.received_message)
         if not self.holds_messages:
-            self.message_handled()
+            # message_handled inline.
+            self._handled += 1
+            if self.reading_paused:
+                self._resume_if_drained()
 
     def message_handled(self) -> None:
         """One received message is handled: it no longer counts toward ``max_queue``.
@@ -460,16 +474,19 @@ class Connection:
         """
         self._handled += 1
         if self.reading_paused:
-            limit = self.options.max_queue
-            with self.lock:
-                # Resume at a quarter, so a busy peer does not flap the watch.
-                if (
-                    self.reading_paused
-                    and not self.finalized
-                    and (limit is None or self._received - self._handled <= limit // 4)
-                ):
-                    self.reading_paused = False
-                    self.backend.reading_changed(self)
+            self._resume_if_drained()
+
+    def _resume_if_drained(self) -> None:
+        limit = self.options.max_queue
+        with self.lock:
+            # Resume at a quarter, so a busy peer does not flap the watch.
+            if (
+                self.reading_paused
+                and not self.finalized
+                and (limit is None or self._received - self._handled <= limit // 4)
+            ):
+                self.reading_paused = False
+                self.backend.reading_changed(self)
 
     def on_writable(self) -> bool:
         """Flush the outbound buffer; ``True`` while bytes are still waiting."""
@@ -528,17 +545,25 @@ class Connection:
                 # Compression keeps per-message state in the extension.
                 self.send_frames([Frame(Opcode.TEXT if text else Opcode.BINARY, payload)])
                 return
-            if self._close_queued or self.finalized or self._over_send_limit():
+            if self._close_queued or self.finalized or (self.out_size and self._over_send_limit()):
                 raise self._closed_error()
             if _protocol_logger.isEnabledFor(logging.DEBUG):
                 _protocol_logger.debug("%s > %s [%d bytes]", self.id, "TEXT" if text else "BINARY", len(payload))
-            header = _header(0x81 if text else 0x82, len(payload))
-            if len(payload) < _COALESCE:
+            size = len(payload)
+            header = bytes((0x81 if text else 0x82, size)) if size < 126 else _header(0x81 if text else 0x82, size)
+            if size < _COALESCE:
                 frame: bytes | memoryview = header + payload
                 if self._out is None:
                     # Nothing waits to be sent (the common case): write now,
                     # queueing only what the socket did not take.
-                    sent = self._send(self.io.send, frame)
+                    # _send inline: this runs once per message.
+                    try:
+                        sent = self.io.send(frame)
+                    except OSError as exc:
+                        sent = self._send_failed(exc)
+                    else:
+                        if not sent:
+                            self._sent_nothing()
                     self.messages_out += 1
                     if sent:
                         self._head_tried = False
@@ -626,19 +651,27 @@ class Connection:
         stops: writability is being watched, or the connection is aborted)."""
         try:
             sent = send(data)
-        except _WOULD_BLOCK:
-            sent = 0
         except OSError as exc:
+            return self._send_failed(exc)
+        if not sent:
+            self._sent_nothing()
+        return sent
+
+    def _send_failed(self, exc: OSError) -> int:
+        """What :meth:`_send` returns when the write raised ``exc``."""
+        if isinstance(exc, _WOULD_BLOCK):
+            self._sent_nothing()
+        else:
             logger.debug("%s: send failed: %s", self.id, exc)
             self.abort()
-            return 0
-        if not sent:
-            # Nothing taken (gevent's non-blocking SSLSocket.send() returns 0
-            # where the standard library raises SSLWantWriteError): a TLS
-            # write must be retried with the same buffer.
-            self._head_tried = True
-            self.backend.want_write(self)
-        return sent
+        return 0
+
+    def _sent_nothing(self) -> None:
+        # Nothing taken (gevent's non-blocking SSLSocket.send() returns 0
+        # where the standard library raises SSLWantWriteError): a TLS
+        # write must be retried with the same buffer.
+        self._head_tried = True
+        self.backend.want_write(self)
 
     def _flush(self) -> None:
         out = self._out
@@ -804,12 +837,16 @@ class Connection:
         """Run one of the handler's callbacks; what it raises is logged, never lost."""
         try:
             callback(*args)
-        except WebSocketClosed:
+        except Exception:
+            self._callback_failed(callback)
+
+    def _callback_failed(self, callback: Callable[..., Any]) -> None:
+        """Report what ``callback`` raised (called in the ``except`` block that caught it)."""
+        if isinstance(sys.exc_info()[1], WebSocketClosed):
             # A send after the peer (or we) started closing: nothing to report.
             logger.debug("%s: %s: the connection closed while sending", self.id, callback.__qualname__)
-        except Exception:
-            if callback.__name__ == "closed":
-                logger.exception("%s: %s raised", self.id, callback.__qualname__)
-            else:
-                logger.exception("%s: %s raised; closing the connection with 1011", self.id, callback.__qualname__)
-                self._fail(CloseCode.INTERNAL_ERROR, "internal server error")
+        elif callback.__name__ == "closed":
+            logger.exception("%s: %s raised", self.id, callback.__qualname__)
+        else:
+            logger.exception("%s: %s raised; closing the connection with 1011", self.id, callback.__qualname__)
+            self._fail(CloseCode.INTERNAL_ERROR, "internal server error")

@@ -124,6 +124,46 @@ def test_a_waiting_greenlet_handler_delays_only_its_own_connection() -> None:
         manager.stop(timeout=1.0)
 
 
+def test_a_parked_runner_that_waits_delays_only_its_own_connection() -> None:
+    # The runner that parked after the first echoes is switched to again by
+    # the hub (_switch_to_runner): when its handler waits, the hub notices
+    # on the way back and another runner serves the other connection.
+    manager = GeventManager(handlers="greenlets")
+    release = gevent.event.Event()
+
+    class Waits(WebSocket):
+        def received_message(self, message: Message) -> None:
+            if message.data == "wait":
+                assert release.wait(TIMEOUT)
+            self.send(message.data)
+
+    peers = []
+    for _ in range(2):
+        server, client = socket.socketpair()
+        manager.run(Connection(server, accept(), OPTIONS, ENVIRON, manager, Waits))
+        peer = gevent.socket.socket(fileno=client.detach())
+        peer.settimeout(TIMEOUT)
+        peers.append(peer)
+    for peer in peers:
+        peer.sendall(client_frame(OP_TEXT, b"warm"))
+        expect(peer, server_frame(OP_TEXT, b"warm"))
+    with gevent.Timeout(TIMEOUT):
+        while manager._idle_runner is None:
+            gevent.sleep(0.001)
+    parked = manager._idle_runner
+    peers[0].sendall(client_frame(OP_TEXT, b"wait"))
+    peers[1].sendall(client_frame(OP_TEXT, b"go"))
+    expect(peers[1], server_frame(OP_TEXT, b"go"))
+    assert not release.is_set()
+    assert manager._runner is not parked
+    release.set()
+    expect(peers[0], server_frame(OP_TEXT, b"wait"))
+    peers[0].sendall(client_frame(OP_TEXT, b"again"))
+    expect(peers[0], server_frame(OP_TEXT, b"again"))
+    with gevent.Timeout(TIMEOUT):
+        manager.stop(timeout=1.0)
+
+
 def test_a_busy_connection_lets_the_hub_read_between_batches() -> None:
     # Three batches of messages wait for one connection; the other's message
     # is still in its socket: the hub reads it after the first batch, and it

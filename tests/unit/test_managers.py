@@ -185,6 +185,39 @@ def test_a_blocking_callback_hands_the_loop_over(manager: ThreadedManager) -> No
     assert got == [("message", "block"), ("message", "after")]
 
 
+def test_messages_for_a_blocked_connection_queue_behind_it_in_order(manager: ThreadedManager) -> None:
+    release = threading.Event()
+    blocked = threading.Event()
+
+    def received_message(self: Events, message: Message) -> None:
+        if message.data == "block":
+            blocked.set()
+            release.wait(TIMEOUT)
+        Events.received_message(self, message)
+
+    cls = handler_class(received_message=received_message)
+    slow, slow_client = connect(manager, cls)
+    fast, fast_client = connect(manager, cls)
+    slow_client.send(client_frame(OP_TEXT, b"block"))
+    assert blocked.wait(TIMEOUT)
+    # Read by the new leader, queued behind the blocked callback.
+    slow_client.send(client_frame(OP_TEXT, b"x1") + client_frame(OP_TEXT, b"x2"))
+    fast_client.send(client_frame(OP_TEXT, b"fast"))
+    ws, _name, data = next_event(cls, "message")
+    assert (ws, data) == (fast.websocket, "fast")
+    release.set()
+    got = [next_event(cls, "message")[1:] for _ in range(3)]
+    assert got == [("message", "block"), ("message", "x1"), ("message", "x2")]
+    # The demoted thread ends once its queue is done; the loop serves the connection again.
+    deadline = time.monotonic() + TIMEOUT
+    while manager._threads > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert manager._threads == 1
+    slow_client.send(client_frame(OP_TEXT, b"later"))
+    ws, _name, data = next_event(cls, "message")
+    assert (ws, data) == (slow.websocket, "later")
+
+
 def test_saturation_is_logged_once(caplog: Any) -> None:
     mgr = ThreadedManager(max_workers=1, handoff_after=0.005)
     release = threading.Event()

@@ -37,6 +37,12 @@ logger = logging.getLogger("ws4py_integrations.manager")
 # Callbacks a connection runs in one turn before others get theirs.
 BATCH = 64
 
+
+def full_batch(done: int) -> bool:
+    """The ``yield_turn`` of :meth:`Manager._run_queue` for turns of ``BATCH`` callbacks."""
+    return done >= BATCH
+
+
 _Callback = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
@@ -462,11 +468,12 @@ class Manager(abc.ABC):
         """
         lock = self._queue_lock
         queues = self._queues
-        with lock:
-            queue = queues[conn]
+        queue: deque[_Callback] | None = None
         done = 0
         while True:
             with lock:
+                if queue is None:
+                    queue = queues[conn]
                 if not queue:
                     del queues[conn]
                     return False

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .._extras import missing_extra
 from ..broker import Broker
 from ..connection import Connection
-from .base import BATCH, Manager
+from .base import Manager, full_batch
 
 try:
     import gevent
@@ -418,7 +418,7 @@ class GeventManager(Manager):
     def _queue_ready(self, conn: Connection) -> None:
         pool = self._pool
         if pool is None:
-            if self._in_hub_thread():
+            if _real_get_ident() == self._hub_ident:
                 self._ready_on_hub(conn)
             else:
                 self._loop.run_callback_threadsafe(self._ready_on_hub, conn)
@@ -432,7 +432,7 @@ class GeventManager(Manager):
     def _run_turn(self, conn: Connection) -> None:
         # After a batch, the rest waits for a new pool task: others get
         # their turn, and this connection's order is kept.
-        if self._run_queue(conn, lambda done: done >= BATCH):
+        if self._run_queue(conn, full_batch):
             self._queue_ready(conn)
 
     # Greenlet handlers. One runner greenlet runs the queues of every
@@ -457,18 +457,27 @@ class GeventManager(Manager):
         if idle is not None:
             self._idle_runner = None
             self._runner = idle
-            self._loop.run_callback(idle.switch)
+            self._loop.run_callback(self._switch_to_runner, idle, self._turns)
         else:
             self._runner = gevent.spawn_raw(self._run_ready)
+
+    def _switch_to_runner(self, runner: Any, turn: int) -> None:
+        # In the hub. The switch returns when the runner switches back to the
+        # hub: it parked, or a handler waits for something (then the check
+        # hands the others to another runner), with no callback of its own.
+        runner.switch()
+        self._check_runner(runner, turn)
 
     def _run_ready(self) -> None:
         me = gevent.getcurrent()
         ready = self._ready
+        # A new runner registers its own check; a parked one woken by
+        # _switch_to_runner is checked there.
+        self._loop.run_callback(self._check_runner, me, self._turns)
         while True:
-            self._loop.run_callback(self._check_runner, me, self._turns)
             while self._runner is me and ready:
                 conn = ready.popleft()
-                if self._run_queue(conn, lambda done: done >= BATCH):
+                if self._run_queue(conn, full_batch):
                     # A full batch: the rest goes to the back of the line, and
                     # the hub runs what it has (I/O, other greenlets) before
                     # the next turn, as it would for a new greenlet.

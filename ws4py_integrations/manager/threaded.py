@@ -38,6 +38,8 @@ from ..broker import Broker
 from ..connection import Connection
 from .base import BATCH, Manager
 
+_get_ident = threading.get_ident
+
 __all__ = ["ThreadedManager"]
 
 logger = logging.getLogger("ws4py_integrations.manager")
@@ -135,6 +137,9 @@ class ThreadedManager(Manager):
         # callback is taken and the leadership checked in one step.
         self._lock = self._queue_lock
         self._leader: threading.Thread | None = None
+        # The leader's thread id (None until it started): cheaper to compare
+        # than threading.current_thread(), a Python call.
+        self._leader_ident: int | None = None
         self._run_list: deque[Connection] = deque()
         self._busy_since: float | None = None
         self._threads = 0
@@ -174,9 +179,12 @@ class ThreadedManager(Manager):
         # Called with self._lock held.
         thread = threading.Thread(target=self._lead, name=f"{self._name}-io-{next(self._serial)}", daemon=True)
         self._leader = thread
+        # None until started: meanwhile a call from the new leader wakes the loop, needlessly but harmlessly.
+        self._leader_ident = None
         self._busy_since = None
         self._threads += 1
         thread.start()
+        self._leader_ident = thread.ident
 
     def _watch_leader(self) -> None:
         """Move the loop to a new thread when the leader is blocked in a callback."""
@@ -216,8 +224,12 @@ class ThreadedManager(Manager):
                 elif self._timers:
                     timeout = max(0.0, self._timers[0].deadline - time.monotonic())
                 self._poll(timeout)
-                self._run_ops()
-                self._run_timers()
+                if self._ops:
+                    # Read without the lock: what another thread adds after
+                    # this look wakes the loop (_call_soon).
+                    self._run_ops()
+                if self._timers:
+                    self._run_timers()
                 if not self._run_callbacks(me):
                     return  # demoted: another thread leads the loop now
         except Exception:
@@ -261,36 +273,47 @@ class ThreadedManager(Manager):
         self._wake_w.close()
 
     def _run_callbacks(self, me: threading.Thread) -> bool:
-        """Run queued callbacks; ``False`` if this thread lost the lead meanwhile."""
-        lock, run_list = self._lock, self._run_list
+        """Run queued callbacks; ``False`` if this thread lost the lead meanwhile.
+
+        Connection by connection, in turns of at most ``BATCH`` callbacks (what
+        :meth:`Manager._run_queue` does, one lock acquisition per callback
+        rather than several per turn). A thread demoted meanwhile finishes
+        the queue it is in, then ends.
+        """
+        lock, run_list, queues, monotonic = self._lock, self._run_list, self._queues, time.monotonic
+        # A Connection, or what else schedules through the manager (an Engine.IO session).
+        conn: Any = None
+        queue: deque[Any] | None = None
+        done = 0
         while True:
             with lock:
-                if self._leader is not me:
-                    return False
-                if not run_list:
-                    self._busy_since = None
-                    return True
-                conn = run_list.popleft()
-            if self._run_turn(conn, me):
-                return False
-
-    def _run_turn(self, conn: Connection, me: threading.Thread) -> bool:
-        """Run ``conn``'s callbacks; ``True`` if this thread was demoted meanwhile."""
-
-        def yield_turn(done: int) -> bool:
-            # With the lock held. A demoted thread finishes the queue it is in.
-            if self._leader is not me:
-                return False
-            if done >= BATCH:
-                self._run_list.append(conn)  # let the others have a turn
-                return True
-            self._busy_since = time.monotonic()
-            return False
-
-        if self._run_queue(conn, yield_turn):
-            return False
-        with self._lock:
-            return self._leader is not me
+                while True:
+                    if queue is None:
+                        if self._leader is not me:
+                            return False
+                        if not run_list:
+                            self._busy_since = None
+                            return True
+                        conn = run_list.popleft()
+                        queue = queues[conn]
+                        done = 0
+                    if not queue:
+                        del queues[conn]
+                        queue = None
+                    elif self._leader is not me:
+                        break  # demoted: finish this connection's queue
+                    elif done >= BATCH:
+                        run_list.append(conn)  # let the others have a turn
+                        queue = None
+                    else:
+                        self._busy_since = monotonic()
+                        break
+                func, args = queue.popleft()
+            try:
+                func(*args)
+            except Exception:
+                logger.exception("%s: callback %s failed", conn.id, getattr(func, "__qualname__", func))
+            done += 1
 
     def _drain_wake(self) -> None:
         try:
@@ -321,7 +344,7 @@ class ThreadedManager(Manager):
         """Run ``op`` on the loop (from any thread)."""
         with self._ops_lock:
             self._ops.append(op)
-            if self._woken or threading.current_thread() is self._leader:
+            if self._woken or _get_ident() == self._leader_ident:
                 return  # the loop will see it before it waits again
             self._woken = True
         self._wake()
@@ -416,11 +439,32 @@ class ThreadedManager(Manager):
                 heapq.heapify(live)
                 self._timers = live
 
+    def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
+        # Manager.schedule and _queue_ready in one: the queue lock is this
+        # backend's lock too, so one acquisition does both.
+        with self._lock:
+            queue = self._queues.get(conn)
+            if queue is not None:
+                queue.append((func, args))
+                return
+            self._queues[conn] = deque(((func, args),))
+            if self._running:
+                self._run_list.append(conn)
+                if _get_ident() == self._leader_ident:
+                    return
+                wake = True
+            else:
+                wake = False
+        if wake:
+            self._wake()
+        else:
+            self._queue_ready(conn)
+
     def _queue_ready(self, conn: Connection) -> None:
         with self._lock:
             if self._running:
                 self._run_list.append(conn)
-                if threading.current_thread() is self._leader:
+                if _get_ident() == self._leader_ident:
                     return
                 inline = False
             else:
