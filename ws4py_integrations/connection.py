@@ -100,7 +100,10 @@ _QUIET_PROTOCOL_LOG = _ProtocolLog(_protocol_logger, {"id": "#?"})
 
 # Server plumbing that means nothing once the connection is a WebSocket, and
 # that would keep the server's request objects (and their buffers) alive.
-_PLUMBING = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_integrations.handover"})
+# gunicorn's socket keys hold the server's socket object, emptied or dead once detached.
+_PLUMBING = frozenset(
+    {"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_integrations.handover", "gunicorn.sock", "gunicorn.socket"}
+)
 
 
 _process_environ: tuple[int, dict[str, str]] = (-1, {})
@@ -142,6 +145,18 @@ def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
             key = _intern(key)
         kept[key] = value
     return kept
+
+
+_BASE_OPENED: list[Callable[..., Any]] = []
+
+
+def _base_opened() -> Callable[..., Any]:
+    """``WebSocket.opened``, the no-op (imported late: websocket imports this module)."""
+    if not _BASE_OPENED:
+        from .websocket import WebSocket
+
+        _BASE_OPENED.append(WebSocket.opened)
+    return _BASE_OPENED[0]
 
 
 class Backend(Protocol):
@@ -323,7 +338,11 @@ class Connection:
 
     def start(self, buffered: bytes) -> None:
         """Begin: schedule ``opened()``, then process bytes the server already read."""
-        self.backend.schedule(self, self._dispatch, self.websocket.opened)
+        opened = self.websocket.opened
+        # WebSocket.opened does nothing: not scheduling it spares a callback
+        # queue and (threaded managers) a wake-up of the loop per handshake.
+        if getattr(opened, "__func__", None) is not _base_opened():
+            self.backend.schedule(self, self._dispatch, opened)
         if self.options.ping_interval is not None:
             self._keepalive_timer = self.backend.call_later(self.options.ping_interval, self._keepalive)
         if buffered:
