@@ -102,7 +102,14 @@ _QUIET_PROTOCOL_LOG = _ProtocolLog(_protocol_logger, {"id": "#?"})
 # that would keep the server's request objects (and their buffers) alive.
 # gunicorn's socket keys hold the server's socket object, emptied or dead once detached.
 _PLUMBING = frozenset(
-    {"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_integrations.handover", "gunicorn.sock", "gunicorn.socket"}
+    {
+        "wsgi.input",
+        "wsgi.errors",
+        "wsgi.file_wrapper",
+        "ws4py_integrations.handover",
+        "gunicorn.sock",
+        "gunicorn.socket",
+    }
 )
 
 
