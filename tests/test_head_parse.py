@@ -223,3 +223,67 @@ def test_servers_answer_as_stock_pywsgi(servers: tuple[int, int], name: str) -> 
     assert stock.startswith(b"HTTP/1.1 "), stock[:100]
     assert stock.split(b"\r\n", 1)[0] == ours.split(b"\r\n", 1)[0]
     assert ours == stock
+
+
+# -- wsgiref: our request handler answers as the standard library's ------------------------
+
+
+@pytest.fixture(scope="module")
+def wsgiref_servers() -> Iterator[tuple[int, int]]:
+    """``wsgiref.simple_server`` with its own handler, and ours (``make_server``)."""
+    from wsgiref import simple_server
+
+    from ws4py_integrations.wsgiref import make_server
+
+    class QuietStock(simple_server.WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    stock = simple_server.make_server("127.0.0.1", 0, _app, handler_class=QuietStock)
+    ours = make_server("127.0.0.1", 0, _app)
+    threads = [threading.Thread(target=server.serve_forever, daemon=True) for server in (stock, ours)]
+    for thread in threads:
+        thread.start()
+    yield stock.server_port, ours.server_port
+    for server in (stock, ours):
+        server.shutdown()
+        server.server_close()
+    for thread in threads:
+        thread.join(10)
+
+
+_WSGIREF_HEADS = {
+    **HEADS,
+    "expect-continue": b"Host: x\r\nExpect: 100-continue\r\n\r\n",
+    "connection-keep-alive": b"Host: x\r\nConnection: keep-alive\r\n\r\n",
+    "connection-upgrade-then-close": b"Host: x\r\nConnection: Upgrade\r\nConnection: close\r\n\r\n",
+}
+
+
+def _strip_server_line(answer: bytes) -> bytes:
+    # The Server header names each server's class; everything else must match.
+    return b"\r\n".join(line for line in answer.split(b"\r\n") if not line.startswith(b"Server: "))
+
+
+@pytest.mark.parametrize("name", [name for name in _WSGIREF_HEADS if name != "eof-without-blank-line"])
+def test_wsgiref_answers_as_the_standard_library(wsgiref_servers: tuple[int, int], name: str) -> None:
+    request = b"GET /plain HTTP/1.1\r\n" + _WSGIREF_HEADS[name]
+    stock, ours = (_strip_server_line(_exchange(port, request)) for port in wsgiref_servers)
+    assert stock.startswith(b"HTTP/1."), stock[:100]
+    assert ours == stock
+
+
+@pytest.mark.parametrize("name", ["upgrade", "two-content-length", "obs-fold", "no-colon", "underscore-name"])
+def test_wsgiref_raw_headers_are_the_lines_as_received(name: str) -> None:
+    from ws4py_integrations.wsgiref import WebSocketWSGIRequestHandler
+
+    handler = WebSocketWSGIRequestHandler.__new__(WebSocketWSGIRequestHandler)
+    data = b"GET /plain HTTP/1.1\r\n" + HEADS[name] + BODY
+    handler.rfile = io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+    handler.raw_requestline = handler.rfile.readline(65537)
+    handler.request_version = "HTTP/0.9"
+    handler.close_connection = True
+    handler.head = data
+    assert handler.parse_request()
+    assert handler.raw_headers() == raw_header_fields(io.BytesIO(HEADS[name] + BODY).readlines())
+    assert handler.rfile.read() == BODY
