@@ -154,18 +154,6 @@ def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
     return kept
 
 
-_BASE_OPENED: list[Callable[..., Any]] = []
-
-
-def _base_opened() -> Callable[..., Any]:
-    """``WebSocket.opened``, the no-op (imported late: websocket imports this module)."""
-    if not _BASE_OPENED:
-        from .websocket import WebSocket
-
-        _BASE_OPENED.append(WebSocket.opened)
-    return _BASE_OPENED[0]
-
-
 class Backend(Protocol):
     """What a connection needs from the manager backend that runs it."""
 
@@ -345,11 +333,7 @@ class Connection:
 
     def start(self, buffered: bytes) -> None:
         """Begin: schedule ``opened()``, then process bytes the server already read."""
-        opened = self.websocket.opened
-        # WebSocket.opened does nothing: not scheduling it spares a callback
-        # queue and (threaded managers) a wake-up of the loop per handshake.
-        if getattr(opened, "__func__", None) is not _base_opened():
-            self.backend.schedule(self, self._dispatch, opened)
+        self.backend.schedule(self, self._dispatch, self.websocket.opened)
         if self.options.ping_interval is not None:
             self._keepalive_timer = self.backend.call_later(self.options.ping_interval, self._keepalive)
         if buffered:
