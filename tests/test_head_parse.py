@@ -287,3 +287,79 @@ def test_wsgiref_raw_headers_are_the_lines_as_received(name: str) -> None:
     assert handler.parse_request()
     assert handler.raw_headers() == raw_header_fields(io.BytesIO(HEADS[name] + BODY).readlines())
     assert handler.rfile.read() == BODY
+
+
+# -- the other cuts of the handshake path ---------------------------------------------------
+
+
+def test_the_101_goes_out_whole_when_the_socket_buffer_is_full() -> None:
+    from ws4py_integrations.middleware import _send_response
+
+    server, client = socket.socketpair()
+    with server, client:
+        server.setblocking(False)
+        # Fill the send buffer so that the non-blocking try sends nothing or part.
+        with pytest.raises(BlockingIOError):
+            while True:
+                server.send(b"x" * 65536)
+        response = b"HTTP/1.1 101 Switching Protocols\r\n\r\n" * 2000
+        received = bytearray()
+        reader = threading.Thread(target=lambda: _drain(client, received, 10))
+        reader.start()
+        _send_response(server, response)
+        server.shutdown(socket.SHUT_WR)
+        reader.join(10)
+        assert received.endswith(response)
+        assert server.gettimeout() is None  # blocking, as the managers expect to find it or set it
+
+
+def _drain(sock: socket.socket, into: bytearray, timeout: float) -> None:
+    sock.settimeout(timeout)
+    while chunk := sock.recv(65536):
+        into += chunk
+
+
+def test_the_101_on_a_non_blocking_socket_with_room_is_one_send() -> None:
+    from ws4py_integrations.middleware import _send_response
+
+    server, client = socket.socketpair()
+    with server, client:
+        server.setblocking(False)
+        _send_response(server, b"HTTP/1.1 101 Switching Protocols\r\n\r\n")
+        assert server.gettimeout() == 0.0  # left as it was: the manager makes it non-blocking anyway
+        client.settimeout(10)
+        assert client.recv(100) == b"HTTP/1.1 101 Switching Protocols\r\n\r\n"
+
+
+def test_gunicorn_handler_builds_access_records_only_when_gunicorn_logs_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("gunicorn")
+    from types import SimpleNamespace
+
+    from gunicorn.workers.ggevent import PyWSGIHandler
+
+    from ws4py_integrations.gevent.gunicorn import GunicornHandler
+
+    calls: list[object] = []
+    monkeypatch.setattr(PyWSGIHandler, "log_request", lambda self: calls.append(self))
+    handler = GunicornHandler.__new__(GunicornHandler)
+    for log, logged in [
+        (SimpleNamespace(access_log_enabled=False), 0),
+        (SimpleNamespace(access_log_enabled=True), 1),
+        (SimpleNamespace(), 1),  # a gunicorn that does not tell: log as before
+    ]:
+        calls.clear()
+        handler.server = SimpleNamespace(log=log)
+        handler.log_request()
+        assert len(calls) == logged
+
+
+def test_environ_headers_of_a_foreign_message_use_pywsgi_s_own_code() -> None:
+    handler = _ours()
+    handler.headers = SimpleHeaders()
+    assert list(handler._headers()) == [("HTTP_X_A", "b")]
+
+
+class SimpleHeaders:
+    """A message without the email package's field list (a subclass's own MessageClass)."""
+
+    headers = ["X-A: b\r\n"]
