@@ -102,7 +102,17 @@ _QUIET_PROTOCOL_LOG = _ProtocolLog(_protocol_logger, {"id": "#?"})
 
 # Server plumbing that means nothing once the connection is a WebSocket, and
 # that would keep the server's request objects (and their buffers) alive.
-_PLUMBING = frozenset({"wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "ws4py_integrations.handover"})
+# gunicorn's socket keys hold the server's socket object, emptied or dead once detached.
+_PLUMBING = frozenset(
+    {
+        "wsgi.input",
+        "wsgi.errors",
+        "wsgi.file_wrapper",
+        "ws4py_integrations.handover",
+        "gunicorn.sock",
+        "gunicorn.socket",
+    }
+)
 
 
 _process_environ: tuple[int, dict[str, str]] = (-1, {})

@@ -109,9 +109,17 @@ def _tokens(value: str | None) -> list[str]:
     return [token.strip().lower() for token in (value or "").split(",") if token.strip()]
 
 
+def _has_token(value: str | None, token: str) -> bool:
+    """Whether the comma-separated ``value`` lists ``token`` (lowercase), in any case."""
+    if value is None:
+        return False
+    # The usual value is the token alone: no list to build.
+    return value.lower() == token or token in _tokens(value)
+
+
 def is_upgrade_request(environ: Mapping[str, Any]) -> bool:
     """Whether the request asks for a WebSocket upgrade (``Upgrade: websocket``)."""
-    return "websocket" in _tokens(environ.get("HTTP_UPGRADE"))
+    return _has_token(environ.get("HTTP_UPGRADE"), "websocket")
 
 
 # A Host value: a bracketed IPv6 literal (with an optional zone) or a
@@ -370,13 +378,24 @@ def _check_fields(environ: Mapping[str, Any], raw_headers: Sequence[tuple[str, s
     client did not send alone. The raw head, when the adapter has it, shows
     what was sent; otherwise the environ value shows the traces.
     """
-    fields = None if raw_headers is None else [(name.strip().lower(), value) for name, value in raw_headers]
-    for name in ("Host", "Origin"):
-        key = f"HTTP_{name.upper()}"
+    # One pass over the raw fields: the Host and Origin values, and whether one announces a body.
+    found: dict[str, list[str]] | None = None
+    raw_body = False
+    if raw_headers is not None:
+        found = {"host": [], "origin": []}
+        for raw_name, value in raw_headers:
+            field_name = raw_name.strip().lower()
+            values = found.get(field_name)
+            if values is not None:
+                values.append(value)
+            elif field_name == "transfer-encoding" or (
+                field_name == "content-length" and value.strip() not in ("", "0")
+            ):
+                raw_body = True
+    for name, key in (("Host", "HTTP_HOST"), ("Origin", "HTTP_ORIGIN")):
         seen = environ.get(key)
-        if fields is not None:
-            lowered = name.lower()
-            values = [value for field_name, value in fields if field_name == lowered]
+        if found is not None:
+            values = found[name.lower()]
             if len(values) > 1:
                 return Reject(400, f"duplicate {name} header")
             if any("\n" in value or "\r" in value for value in values):
@@ -389,14 +408,13 @@ def _check_fields(environ: Mapping[str, Any], raw_headers: Sequence[tuple[str, s
                 trace = "duplicate" if merged[0] == "," else "folded or malformed"
                 return Reject(400, f"{trace} {name} header")
     length = str(environ.get("CONTENT_LENGTH") or "").strip()
-    raw_body = fields is not None and any(
-        field_name == "transfer-encoding" or (field_name == "content-length" and value.strip() not in ("", "0"))
-        for field_name, value in fields
-    )
     if (length and not (length.isdigit() and int(length) == 0)) or "HTTP_TRANSFER_ENCODING" in environ or raw_body:
         # The server would not read it, so it would be taken for the first frames.
         return Reject(400, "a WebSocket upgrade request must not have a body")
     return None
+
+
+_PROTOCOL_RE = re.compile(r"HTTP/(\d+)\.(\d+)")
 
 
 def _validate_request(environ: Mapping[str, Any], raw_headers: Sequence[tuple[str, str]] | None) -> Reject | str:
@@ -404,14 +422,15 @@ def _validate_request(environ: Mapping[str, Any], raw_headers: Sequence[tuple[st
     if environ.get("REQUEST_METHOD") != "GET":
         return Reject(400, "WebSocket handshake must use GET", [("Allow", "GET")])
     protocol = str(environ.get("SERVER_PROTOCOL", ""))
-    match = re.fullmatch(r"HTTP/(\d+)\.(\d+)", protocol)
-    if match is None or (int(match[1]), int(match[2])) < (1, 1):
-        return Reject(400, f"WebSocket handshake requires HTTP/1.1 or later, not {protocol or 'unknown'}")
+    if protocol != "HTTP/1.1":
+        match = _PROTOCOL_RE.fullmatch(protocol)
+        if match is None or (int(match[1]), int(match[2])) < (1, 1):
+            return Reject(400, f"WebSocket handshake requires HTTP/1.1 or later, not {protocol or 'unknown'}")
     if not environ.get("HTTP_HOST"):
         return Reject(400, "WebSocket handshake is missing the Host header")
     if not is_upgrade_request(environ):
         return Reject(400, "WebSocket handshake is missing 'Upgrade: websocket'")
-    if "upgrade" not in _tokens(environ.get("HTTP_CONNECTION")):
+    if not _has_token(environ.get("HTTP_CONNECTION"), "upgrade"):
         return Reject(400, "WebSocket handshake is missing 'Connection: Upgrade'")
     key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
     if not key:

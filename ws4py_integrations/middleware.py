@@ -111,6 +111,22 @@ def _refuse_detached(sock: socket.socket, result: Reject) -> None:
     sock.close()
 
 
+def _send_response(sock: socket.socket, response: bytes) -> None:
+    """Send the 101; the managers make the socket non-blocking afterwards."""
+    if type(sock) is socket.socket and sock.gettimeout() == 0.0:
+        # Left non-blocking by the handover (take_buffered): the small head
+        # nearly always fits in the send buffer, sparing two mode switches.
+        try:
+            sent = sock.send(response)
+        except BlockingIOError:
+            sent = 0
+        if sent == len(response):
+            return
+        response = response[sent:]
+    sock.setblocking(True)
+    sock.sendall(response)
+
+
 Handler = type[WebSocket] | HandlerFunction
 
 
@@ -218,8 +234,7 @@ class WebSocketWSGIApplication:
             _refuse_detached(sock, Reject(500, "the WebSocket handler could not be created"))
             return None
         try:
-            sock.setblocking(True)
-            sock.sendall(accept.response)
+            _send_response(sock, accept.response)
         except OSError as exc:
             logger.info("%s: client %s left during the handshake: %s", conn.id, environ.get("REMOTE_ADDR"), exc)
             sock.close()

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .._extras import missing_extra
+from .._head import ReplayReader, plain_fields, read_header_lines
 from .._signals import DEFAULT_SIGNALS
 from ..adapter import HANDOVER_KEY, Handover, LineRecorder, raw_header_fields, take_buffered
 from ..manager import Manager
@@ -32,6 +33,9 @@ except ImportError as exc:
     raise missing_extra("ws4py_integrations.gevent", "gevent", exc) from exc
 
 from ..manager.gevent import GeventManager
+
+# The message class of pywsgi's parser (Python 3), which the fast path fills in.
+_OldMessage: Any = getattr(pywsgi, "OldMessage", None)
 
 __all__ = ["WSGIServer", "WebSocketHandler", "server_manager"]
 
@@ -66,10 +70,18 @@ class _DetachedInput:
 class _Handover(Handover):
     """One pywsgi request's connection."""
 
-    def __init__(self, handler: WebSocketHandler, manager: Manager, raw_lines: list[bytes] | None) -> None:
+    def __init__(
+        self,
+        handler: WebSocketHandler,
+        manager: Manager,
+        raw_lines: list[bytes] | None,
+        raw_headers: list[tuple[str, str]] | None = None,
+    ) -> None:
         self._handler = handler
         self.manager = manager
-        if raw_lines is not None:
+        if raw_headers is not None:
+            self.raw_headers = raw_headers
+        elif raw_lines is not None:
             self.raw_headers = raw_header_fields(raw_lines)
 
     def detach(self) -> tuple[socket.socket, bytes]:
@@ -110,18 +122,45 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
     _ws_handover: _Handover | None = None
     _ws_raw_lines: list[bytes] | None = None
 
+    _ws_raw_headers: list[tuple[str, str]] | None = None
+
     def MessageClass(self, *args: Any) -> Any:
-        # pywsgi parses the header lines with http.client; the lines it reads
-        # are kept as received, for Handover.raw_headers.
+        # pywsgi parses the header lines with http.client and the email
+        # package. Plain lines (see ws4py_integrations._head) make the same
+        # message without it; any other head goes to pywsgi's parser on the
+        # same bytes. The lines are kept as received, for Handover.raw_headers.
         if not args:
             return super().MessageClass()
-        recorder = LineRecorder(args[0])
+        lines, plain = read_header_lines(args[0])
+        if plain and _OldMessage is not None:
+            fields, self._ws_raw_headers = plain_fields(lines)
+            self._ws_raw_lines = None  # set per request: a connection may carry several
+            message = _OldMessage()
+            message._headers = fields
+            return message
+        recorder = LineRecorder(ReplayReader(lines, args[0]))
         self._ws_raw_lines = recorder.lines
+        self._ws_raw_headers = None
         return super().MessageClass(recorder, *args[1:])
+
+    def _headers(self) -> Iterable[tuple[str, str]]:
+        # pywsgi's, without formatting each field as a line and splitting it
+        # again: the same keys, values and order (the email message's fields
+        # hold no line of their own, so no field continues another here).
+        fields = getattr(self.headers, "_headers", None)
+        if type(fields) is not list:
+            yield from super()._headers()
+            return
+        for name, value in fields:
+            if "_" in name:
+                continue  # pywsgi drops names with underscores
+            key = name.replace("-", "_").upper()
+            if key != "CONTENT_TYPE" and key != "CONTENT_LENGTH":
+                yield "HTTP_" + key, value.strip()
 
     def get_environ(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environ()
-        handover = _Handover(self, server_manager(self.server), self._ws_raw_lines)
+        handover = _Handover(self, server_manager(self.server), self._ws_raw_lines, self._ws_raw_headers)
         self._ws_handover = environ[HANDOVER_KEY] = handover
         return environ
 

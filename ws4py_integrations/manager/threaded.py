@@ -472,5 +472,13 @@ class ThreadedManager(Manager):
         if inline:
             # The loop is gone (stopped): run what is left here rather than lose it.
             self._run_queue(conn, lambda done: False)
-        else:
-            self._wake()
+            return
+        # One wake-up byte at a time, shared with _call_soon: a handshake
+        # queues opened() and registers its socket, and one wake-up does for
+        # both. A byte sent since the loop last ran _run_ops means it will
+        # pass _run_callbacks, and see conn, again before it waits.
+        with self._ops_lock:
+            if self._woken:
+                return
+            self._woken = True
+        self._wake()

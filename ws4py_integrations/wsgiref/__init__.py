@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from wsgiref import simple_server
 
+from .._head import ReplayReader, plain_fields, read_header_lines
 from .._signals import DEFAULT_SIGNALS, stop_on_signals
 from ..adapter import HANDOVER_KEY, Handover, raw_header_fields, take_buffered
 from ..manager import Manager, ThreadedManager
@@ -132,8 +133,34 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
                 _PrefixedSocketIO(self.connection, head), max(io.DEFAULT_BUFFER_SIZE, len(head))
             )
 
+    _raw_fields: list[tuple[str, str]] | None = None
+
+    def parse_request(self) -> bool:
+        # http.server parses the header lines with http.client and the email
+        # package. Plain lines (see ws4py_integrations._head) whose fields
+        # change nothing in parse_request's own checks (Connection: close or
+        # keep-alive, Expect) make the same message without it: the parser
+        # then sees only the empty line. Any other head goes to it as read.
+        rfile = self.rfile
+        lines, plain = read_header_lines(rfile)
+        fields: list[tuple[str, str]] = []
+        if plain:
+            fields, raw = plain_fields(lines)
+            plain = _plain_enough(fields)
+        self.rfile = ReplayReader([b"\r\n"] if plain else lines, rfile)  # type: ignore[assignment]
+        try:
+            parsed = super().parse_request()
+        finally:
+            self.rfile = rfile
+        if parsed and plain:
+            self.headers._headers = fields  # type: ignore[attr-defined]
+            self._raw_fields = raw
+        return parsed
+
     def raw_headers(self) -> list[tuple[str, str]]:
         """The request's header fields as received (see :attr:`Handover.raw_headers`)."""
+        if self._raw_fields is not None:
+            return self._raw_fields
         if self.head:
             return raw_header_fields(io.BytesIO(self.head).readlines()[1:])
         # Not read by a HeadReader: rebuild them from what the email parser kept verbatim.
@@ -170,6 +197,20 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
         )
         handler.request_handler = self
         handler.run(self.server.get_app())  # type: ignore[attr-defined]
+
+
+def _plain_enough(fields: list[tuple[str, str]]) -> bool:
+    """Whether ``parse_request`` would do nothing more with ``fields`` than with none."""
+    connection_seen = False
+    for name, value in fields:
+        lowered = name.lower()
+        if lowered == "expect":
+            return False
+        if lowered == "connection" and not connection_seen:
+            connection_seen = True
+            if value.lower() in ("close", "keep-alive"):
+                return False
+    return True
 
 
 class _Pending:
