@@ -218,6 +218,26 @@ def test_messages_for_a_blocked_connection_queue_behind_it_in_order(manager: Thr
     assert (ws, data) == (slow.websocket, "later")
 
 
+def test_wake_ups_from_other_threads_are_never_lost(manager: ThreadedManager) -> None:
+    # run_or_schedule from a thread that is not the loop's, with a callback
+    # queued meanwhile, wakes the loop without an op for it: the shared
+    # wake-up flag must be cleared by the wake-up itself, or the next one is
+    # swallowed and the loop sleeps on queued work.
+    cls = handler_class()
+    conn, _client = connect(manager, cls)
+    assert next_event(cls)[1] == "opened"
+    for turn in range(5):
+        ran = threading.Event()
+
+        def first(ran: threading.Event = ran) -> None:
+            manager.schedule(conn, ran.set)
+
+        thread = threading.Thread(target=manager.run_or_schedule, args=(conn, first))
+        thread.start()
+        thread.join(5)
+        assert ran.wait(5), f"turn {turn}: the callback queued from another thread never ran"
+
+
 def test_saturation_is_logged_once(caplog: Any) -> None:
     mgr = ThreadedManager(max_workers=1, handoff_after=0.005)
     release = threading.Event()

@@ -321,6 +321,10 @@ class ThreadedManager(Manager):
                 pass
         except BlockingIOError:
             pass
+        # After draining, not before: work queued up to here is seen by this
+        # turn of the loop, and whoever queues after this sends a new byte.
+        with self._ops_lock:
+            self._woken = False
 
     def _run_ops(self) -> None:
         with self._ops_lock:
@@ -346,6 +350,18 @@ class ThreadedManager(Manager):
             self._ops.append(op)
             if self._woken or _get_ident() == self._leader_ident:
                 return  # the loop will see it before it waits again
+            self._woken = True
+        self._wake()
+
+    def _wake_once(self) -> None:
+        # One wake-up byte at a time, shared by _call_soon, schedule and
+        # _queue_ready: a handshake queues opened() and registers its socket,
+        # and one wake-up does for both. While _woken is set, a byte is on its
+        # way and the loop will pass _run_ops and _run_callbacks before it
+        # waits again (_drain_wake clears the flag once the byte is read).
+        with self._ops_lock:
+            if self._woken:
+                return
             self._woken = True
         self._wake()
 
@@ -456,7 +472,7 @@ class ThreadedManager(Manager):
             else:
                 wake = False
         if wake:
-            self._wake()
+            self._wake_once()
         else:
             self._queue_ready(conn)
 
@@ -473,12 +489,4 @@ class ThreadedManager(Manager):
             # The loop is gone (stopped): run what is left here rather than lose it.
             self._run_queue(conn, lambda done: False)
             return
-        # One wake-up byte at a time, shared with _call_soon: a handshake
-        # queues opened() and registers its socket, and one wake-up does for
-        # both. A byte sent since the loop last ran _run_ops means it will
-        # pass _run_callbacks, and see conn, again before it waits.
-        with self._ops_lock:
-            if self._woken:
-                return
-            self._woken = True
-        self._wake()
+        self._wake_once()
