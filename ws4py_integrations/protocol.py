@@ -157,14 +157,20 @@ class MessageProtocol(ServerProtocol):
         self.reader = _Reader()
         self.parser = None  # type: ignore[assignment]
         self.inbox: list[Message | Pong] = []
-        #: The last frame was received in place (:meth:`payload_target`): the
-        #: next is likely large too (Connection.read reads its header alone).
-        self.large_next = False
         # The fragmented message being received, if any.
         self._asm: _Assembly | None = None
+        # No further attribute here: with websockets' own, the instance has 29,
+        # and from 30 on CPython stops sharing the keys of its instances'
+        # dicts: every connection would hold a 1.5 KiB dict instead of 0.3 KiB
+        # (tests/unit/test_protocol_memory.py). New state goes on the class
+        # (set on an instance only when it changes) or on the reader.
 
     #: Parse small complete frames without websockets' parser (see :meth:`_parse_fast`).
     fast_path = True
+    #: The last frame was received in place (:meth:`payload_target`): the
+    #: next is likely large too (Connection.read reads its header alone). A
+    #: class default: only connections that receive large payloads set it.
+    large_next = False
 
     def receive_data(self, data: bytes | bytearray) -> None:
         self.receive_some(data, None)
