@@ -54,8 +54,16 @@ def client_frame(
         header = struct.pack("!BBH", head, 0x80 | 126, length)
     else:
         header = struct.pack("!BBQ", head, 0x80 | 127, length)
-    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return header + mask + masked
+    return header + mask + masked(payload, mask)
+
+
+def masked(payload: bytes, mask: bytes) -> bytes:
+    """``payload`` XOR ``mask`` (RFC 6455 5.3), fast enough for megabytes."""
+    n = len(payload)
+    if not n:
+        return b""
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
 def client_close(code: int, reason: str = "") -> bytes:

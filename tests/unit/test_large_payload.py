@@ -26,7 +26,7 @@ from ws4py_integrations import protocol as protocol_module
 from ws4py_integrations.connection import Connection
 from ws4py_integrations.protocol import LARGE_PAYLOAD, SPARE_MAX, TARGET_START, MessageProtocol
 
-from .helpers import OP_BINARY, OP_CONT, OP_TEXT, FakeBackend, Recorder, make_connection, socket_pair
+from .helpers import OP_BINARY, OP_CONT, OP_TEXT, FakeBackend, Recorder, client_frame, make_connection, socket_pair
 
 LIMIT = 1 << 20
 NO_TIMERS: dict[str, Any] = {"ping_interval": None, "read_timeout": None}
@@ -38,25 +38,8 @@ def no_spare() -> None:
     protocol_module._spare.clear()
 
 
-def masked(payload: bytes, mask: bytes) -> bytes:
-    """``payload`` XOR ``mask`` (RFC 6455 5.3), fast enough for megabytes."""
-    n = len(payload)
-    if not n:
-        return b""
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
-
-
 def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes = b"\x9a\x01\xff\x42") -> bytes:
-    head = (0x80 if fin else 0) | opcode
-    length = len(payload)
-    if length < 126:
-        header = bytes((head, 0x80 | length))
-    elif length < 65536:
-        header = struct.pack("!BBH", head, 0x80 | 126, length)
-    else:
-        header = struct.pack("!BBQ", head, 0x80 | 127, length)
-    return header + mask + masked(payload, mask)
+    return client_frame(opcode, payload, fin=fin, mask=mask)
 
 
 def pattern(size: int, seed: int = 0) -> bytes:

@@ -464,29 +464,29 @@ class ThreadedManager(Manager):
                 queue.append((func, args))
                 return
             self._queues[conn] = deque(((func, args),))
-            if self._running:
-                self._run_list.append(conn)
-                if _get_ident() == self._leader_ident:
-                    return
-                wake = True
-            else:
-                wake = False
-        if wake:
-            self._wake_once()
-        else:
-            self._queue_ready(conn)
+            running = self._mark_ready(conn)
+        self._after_ready(conn, running)
 
     def _queue_ready(self, conn: Connection) -> None:
         with self._lock:
-            if self._running:
-                self._run_list.append(conn)
-                if _get_ident() == self._leader_ident:
-                    return
-                inline = False
-            else:
-                inline = True
-        if inline:
+            running = self._mark_ready(conn)
+        self._after_ready(conn, running)
+
+    def _mark_ready(self, conn: Connection) -> bool | None:
+        """With the lock held: put ``conn`` on the run list; ``None`` if the loop needs no wake-up.
+
+        ``False``: the loop is gone, :meth:`_after_ready` runs the queue here.
+        """
+        if not self._running:
+            return False
+        self._run_list.append(conn)
+        if _get_ident() == self._leader_ident:
+            return None  # the loop itself: it runs the list before it waits
+        return True
+
+    def _after_ready(self, conn: Connection, running: bool | None) -> None:
+        if running:
+            self._wake_once()
+        elif running is False:
             # The loop is gone (stopped): run what is left here rather than lose it.
             self._run_queue(conn, lambda done: False)
-            return
-        self._wake_once()
