@@ -308,14 +308,25 @@ def test_compression_option(wsgiref_port: int) -> None:
         eio.close()
 
 
-def test_refusal_right_after_the_answer_waits_a_moment(wsgiref_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A WebSocket refused just after the probe's answer is closed a moment later, not before it."""
+def _upgraded_with_grace(port: int, monkeypatch: pytest.MonkeyPatch) -> tuple[str, ClientConnection]:
+    """A session upgraded to WebSocket (probe, ``3probe``, ``5``), refusals held 1 s after the answer."""
     monkeypatch.setattr(session_module, "_ANSWER_GRACE", 1.0)
-    sid, _ = _session(wsgiref_port)
-    with _ws(wsgiref_port, sid) as probe:
+    sid, _ = _session(port)
+    probe = _ws(port, sid)
+    try:
         probe.send("2probe")
         assert probe.recv(TIMEOUT) == "3probe"
         probe.send("5")
+    except BaseException:
+        probe.close()
+        raise
+    return sid, probe
+
+
+def test_refusal_right_after_the_answer_waits_a_moment(wsgiref_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A WebSocket refused just after the probe's answer is closed a moment later, not before it."""
+    sid, probe = _upgraded_with_grace(wsgiref_port, monkeypatch)
+    with probe:
         with _ws(wsgiref_port, sid) as second:
             assert not _closed_within(second, 0.05)
             assert _closed_within(second, TIMEOUT)
@@ -381,12 +392,8 @@ def test_gevent_says_when_it_closes() -> None:
 
 def test_get_refused_right_after_the_upgrade_waits_a_moment(wsgiref_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A polling GET refused because of an upgrade just done is answered (400) a moment after the probe's answer."""
-    monkeypatch.setattr(session_module, "_ANSWER_GRACE", 1.0)
-    sid, _ = _session(wsgiref_port)
-    with _ws(wsgiref_port, sid) as probe:
-        probe.send("2probe")
-        assert probe.recv(TIMEOUT) == "3probe"
-        probe.send("5")
+    sid, probe = _upgraded_with_grace(wsgiref_port, monkeypatch)
+    with probe:
         probe.send("4hello")
         assert probe.recv(TIMEOUT) == "4hello"  # upgraded
         client = Client(wsgiref_port)

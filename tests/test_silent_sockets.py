@@ -246,18 +246,23 @@ def test_trickling_head_is_closed_at_the_deadline(name: str) -> None:
             sock.close()
 
 
+def assert_head_refused_with_431(server: RunningServer, filler: int) -> None:
+    """A head with a ``filler``-byte header and no end is answered 431 and closed."""
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    try:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"z" * filler)
+        _, received = wait_closed(sock, 10)
+        assert b" 431 " in received.split(b"\r\n", 1)[0]
+    except ConnectionResetError:
+        pass  # the server closed while the last bytes were in flight: refused all the same
+    finally:
+        sock.close()
+
+
 @pytest.mark.parametrize("name", [name for name in SERVERS if name in ("wsgiref", "cherrypy")])
 def test_oversized_head_is_refused_with_431(name: str) -> None:
     with silent_server(name, head_timeout=10) as server:
-        sock = socket.create_connection((server.host, server.port), timeout=10)
-        try:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"z" * 70000)
-            _, received = wait_closed(sock, 10)
-            assert b" 431 " in received.split(b"\r\n", 1)[0]
-        except ConnectionResetError:
-            pass  # the server closed while the last bytes were in flight: refused all the same
-        finally:
-            sock.close()
+        assert_head_refused_with_431(server, 70000)
         assert get_seconds(server) < 1.0
 
 
@@ -345,15 +350,7 @@ def test_wsgiref_head_over_the_limit_at_accept_is_refused_with_431() -> None:
     # The first read (at accept) already holds more than max_head_size bytes
     # and no end of head: the head reader refuses it without waiting for more.
     with silent_server("wsgiref", max_head_size=1024) as server:
-        sock = socket.create_connection((server.host, server.port), timeout=10)
-        try:
-            sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"z" * 4000)
-            _, received = wait_closed(sock, 10)
-            assert b" 431 " in received.split(b"\r\n", 1)[0]
-        except ConnectionResetError:
-            pass  # the server closed while the last bytes were in flight: refused all the same
-        finally:
-            sock.close()
+        assert_head_refused_with_431(server, 4000)
         # The same server still answers a request that fits.
         reply = http_request(
             server.host, server.port, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"

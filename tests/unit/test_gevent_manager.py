@@ -97,9 +97,8 @@ def test_large_sends_wait_for_the_writer(manager: GeventManager) -> None:
     peer.close()
 
 
-def test_a_waiting_greenlet_handler_delays_only_its_own_connection() -> None:
-    # Both connections have a message before the runner greenlet starts, so
-    # one runner takes both: the first handler waits, the second must not.
+def waiting_echo() -> tuple[GeventManager, type[WebSocket], gevent.event.Event]:
+    """A greenlet-handler manager and an echo whose "wait" message waits for the event."""
     manager = GeventManager(handlers="greenlets")
     release = gevent.event.Event()
 
@@ -108,6 +107,14 @@ def test_a_waiting_greenlet_handler_delays_only_its_own_connection() -> None:
             if message.data == "wait":
                 assert release.wait(TIMEOUT)
             self.send(message.data)
+
+    return manager, Waits, release
+
+
+def test_a_waiting_greenlet_handler_delays_only_its_own_connection() -> None:
+    # Both connections have a message before the runner greenlet starts, so
+    # one runner takes both: the first handler waits, the second must not.
+    manager, Waits, release = waiting_echo()
 
     peers = []
     for text in (b"wait", b"go"):
@@ -128,14 +135,7 @@ def test_a_parked_runner_that_waits_delays_only_its_own_connection() -> None:
     # The runner that parked after the first echoes is switched to again by
     # the hub (_switch_to_runner): when its handler waits, the hub notices
     # on the way back and another runner serves the other connection.
-    manager = GeventManager(handlers="greenlets")
-    release = gevent.event.Event()
-
-    class Waits(WebSocket):
-        def received_message(self, message: Message) -> None:
-            if message.data == "wait":
-                assert release.wait(TIMEOUT)
-            self.send(message.data)
+    manager, Waits, release = waiting_echo()
 
     peers = []
     for _ in range(2):

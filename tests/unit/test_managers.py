@@ -162,7 +162,8 @@ def test_a_long_queue_lets_other_connections_have_a_turn(manager: ThreadedManage
     assert order.index(("b", 0)) == BATCH  # after a's first batch, before its second
 
 
-def test_a_blocking_callback_hands_the_loop_over(manager: ThreadedManager) -> None:
+def blocking_handler() -> tuple[type[Events], threading.Event, threading.Event]:
+    """A handler class whose "block" message waits for ``release``; ``blocked`` is set when it does."""
     release = threading.Event()
     blocked = threading.Event()
 
@@ -172,7 +173,11 @@ def test_a_blocking_callback_hands_the_loop_over(manager: ThreadedManager) -> No
             release.wait(TIMEOUT)
         Events.received_message(self, message)
 
-    cls = handler_class(received_message=received_message)
+    return handler_class(received_message=received_message), blocked, release
+
+
+def test_a_blocking_callback_hands_the_loop_over(manager: ThreadedManager) -> None:
+    cls, blocked, release = blocking_handler()
     _slow, slow_client = connect(manager, cls)
     fast, fast_client = connect(manager, cls)
     slow_client.send(client_frame(OP_TEXT, b"block") + client_frame(OP_TEXT, b"after"))
@@ -186,16 +191,7 @@ def test_a_blocking_callback_hands_the_loop_over(manager: ThreadedManager) -> No
 
 
 def test_messages_for_a_blocked_connection_queue_behind_it_in_order(manager: ThreadedManager) -> None:
-    release = threading.Event()
-    blocked = threading.Event()
-
-    def received_message(self: Events, message: Message) -> None:
-        if message.data == "block":
-            blocked.set()
-            release.wait(TIMEOUT)
-        Events.received_message(self, message)
-
-    cls = handler_class(received_message=received_message)
+    cls, blocked, release = blocking_handler()
     slow, slow_client = connect(manager, cls)
     fast, fast_client = connect(manager, cls)
     slow_client.send(client_frame(OP_TEXT, b"block"))
