@@ -304,7 +304,11 @@ def test_the_101_goes_out_whole_when_the_socket_buffer_is_full() -> None:
         with pytest.raises(BlockingIOError):
             while True:
                 server.send(b"x" * 65536)
-        response = b"HTTP/1.1 101 Switching Protocols\r\n\r\n" * 2000
+        # Larger than the send buffer can take in one call even once the
+        # reader has emptied it: the non-blocking try never sends it all, so
+        # the blocking path always runs (else this depends on the reader's pace).
+        sndbuf = server.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        response = b"HTTP/1.1 101 Switching Protocols\r\n\r\n" * (8 * sndbuf // 36 + 1)
         received = bytearray()
         reader = threading.Thread(target=lambda: _drain(client, received, 10))
         reader.start()
