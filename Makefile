@@ -26,7 +26,7 @@ COVERED_TESTS := tests/unit tests/test_behaviour.py tests/test_handshake_wsgi.py
 # One line per feature branch keeps merges simple.
 COVERED_TESTS += tests/test_trusted_proxies.py tests/test_nginx.py
 COVERED_TESTS += tests/test_werkzeug.py tests/test_gunicorn_threads.py
-COVERED_TESTS += tests/test_head_parse.py
+COVERED_TESTS += tests/test_head_parse.py tests/test_reference_cycles.py
 COVERED_TESTS += tests/test_engineio.py tests/test_engineio_api.py tests/test_engineio_load.py tests/test_engineio_node.py
 COVERED_TESTS += tests/test_engineio_keepalive.py
 COVERED_TESTS += tests/test_blocking.py tests/test_behaviour_blocking.py

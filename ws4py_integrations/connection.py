@@ -335,7 +335,9 @@ class Connection:
 
     def start(self, buffered: bytes) -> None:
         """Begin: schedule ``opened()``, then process bytes the server already read."""
-        self.backend.schedule(self, self._dispatch, self.websocket.opened)
+        websocket = self.websocket
+        if not getattr(websocket, "_opened_is_noop", False) or "opened" in getattr(websocket, "__dict__", ()):
+            self.backend.schedule(self, self._dispatch, websocket.opened)
         if self.options.ping_interval is not None:
             self._keepalive_timer = self.backend.call_later(self.options.ping_interval, self._keepalive)
         if buffered:

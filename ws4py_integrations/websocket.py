@@ -39,6 +39,14 @@ class WebSocket:
                 self.send(message.data)
     """
 
+    # Whether ``opened`` is this class's no-op: then the connection does not
+    # queue it (a turn of the callback queue, and a wake-up of the loop, for nothing).
+    _opened_is_noop = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._opened_is_noop = cls.opened is WebSocket.opened
+
     def __init__(self, connection: Connection, manager: Manager) -> None:
         self._connection = connection
         #: The :class:`~ws4py_integrations.manager.Manager` running this connection.

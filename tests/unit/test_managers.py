@@ -472,3 +472,98 @@ def test_run_or_schedule_runs_inline_when_idle_and_queues_otherwise(manager: Thr
         manager.run_or_schedule(key, lambda: 1 / 0)
     assert "key: callback" in caplog.text and "failed" in caplog.text
     assert not manager._queues
+
+
+# -- a handshake without waking the loop --------------------------------------------------------------
+
+
+class Quiet(WebSocket):
+    """Echoes; ``opened`` is WebSocket's own no-op."""
+
+    def received_message(self, message: Message) -> None:
+        self.send(message.data)
+
+
+def counting_wakes(manager: ThreadedManager) -> list[int]:
+    """Count the manager's wake-up bytes from now on."""
+    wakes: list[int] = []
+    real = manager._wake
+
+    def wake() -> None:
+        wakes.append(threading.get_ident())
+        real()
+
+    manager._wake = wake  # type: ignore[method-assign]
+    return wakes
+
+
+def test_a_new_connection_wakes_no_loop_unless_opened_is_overridden(manager: ThreadedManager) -> None:
+    manager.start()
+    wait_until(lambda: manager._waiting_until == float("inf"))  # the loop waits, for nothing in particular
+    wakes = counting_wakes(manager)
+    options = WebSocketOptions(ping_interval=20.0, read_timeout=None, close_timeout=2.0)
+    _, quiet = connect(manager, Quiet, options=options)
+    # Registered from this thread, no opened() queued, a keepalive timer later than
+    # anything the loop waits for... (it waits for nothing: the timer is the first)
+    assert len(wakes) == 1
+    _, quiet2 = connect(manager, Quiet, options=options)
+    # ...and the second timer is later than the first: no wake-up at all.
+    assert len(wakes) == 1
+    # The loop still sees what arrives on both.
+    for client in (quiet, quiet2):
+        client.send(client_frame(OP_TEXT, b"hi"))
+        client.expect(server_frame(OP_TEXT, b"hi"))
+    cls = handler_class()
+    connect(manager, cls, options=options)
+    assert next_event(cls, "opened")[1] == "opened"
+    assert len(wakes) == 2  # opened() runs on the loop: one wake-up for it
+
+
+def test_opened_is_queued_only_when_a_class_or_instance_overrides_it(manager: ThreadedManager) -> None:
+    assert Quiet._opened_is_noop and WebSocket._opened_is_noop
+    assert not handler_class()._opened_is_noop
+
+    class Subclassed(Quiet):
+        pass
+
+    assert Subclassed._opened_is_noop
+    opened = threading.Event()
+
+    class PerInstance(Quiet):
+        def __init__(self, connection: Connection, manager: Manager) -> None:
+            super().__init__(connection, manager)
+            self.opened = opened.set  # type: ignore[method-assign]
+
+    connect(manager, PerInstance)
+    assert opened.wait(TIMEOUT)
+
+
+def test_a_timer_set_from_another_thread_fires_on_time_while_the_loop_waits_longer(
+    manager: ThreadedManager,
+) -> None:
+    manager.start()
+    manager.call_later(3600, lambda: None)
+    wait_until(lambda: manager._waiting_until < float("inf"))  # waiting for that timer
+    wakes = counting_wakes(manager)
+    fired = threading.Event()
+    started = time.monotonic()
+    manager.call_later(0.05, fired.set)
+    assert fired.wait(TIMEOUT)
+    assert time.monotonic() - started < 2.0
+    assert len(wakes) == 1  # earlier than what the loop waited for: woken
+    manager.call_later(3601, lambda: None)
+    assert len(wakes) == 1  # later: taken when the loop next runs
+
+
+def test_a_connection_run_after_the_loop_closed_is_not_watched(caplog: Any) -> None:
+    mgr = ThreadedManager(name="unit")
+    mgr.start()
+    mgr.stop(timeout=1.0)
+    wait_until(lambda: mgr._selector.get_map() is None)
+    server, client = socket.socketpair()
+    conn = Connection(server, accept(), OPTIONS, ENVIRON, mgr, Quiet)
+    with caplog.at_level(logging.DEBUG, "ws4py_integrations.manager"):
+        mgr._watch(conn, b"")
+    assert "not watched" in caplog.text
+    server.close()
+    client.close()

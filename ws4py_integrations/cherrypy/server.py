@@ -133,8 +133,11 @@ class WebSocketGatewayMixin:
             environ[HANDOVER_KEY] = self._ws_handover
         return environ
 
-    def _current_manager(self) -> Manager | None:
-        source = type(self)._ws_manager
+    @classmethod
+    def _current_manager(cls) -> Manager | None:
+        # A class method: the handover keeps it, and a method bound to the
+        # gateway would make gateway, handover and request a reference cycle.
+        source = cls._ws_manager
         if source is None or isinstance(source, Manager):
             return source
         return source()
@@ -207,6 +210,17 @@ class _RecordingRequestMixin:
         return result
 
 
+class _UncycledConnectionMixin:
+    """Drops, on close, the per-connection caches cheroot keeps as ``lru_cache``
+    wrappers of its own bound methods: they make every connection a reference
+    cycle, left to the cyclic garbage collector."""
+
+    def close(self) -> None:
+        super().close()  # type: ignore[misc]
+        for name in ("resolve_peer_creds", "get_peer_creds"):
+            self.__dict__.pop(name, None)
+
+
 def _recording_connection_class(base: type[cheroot.server.HTTPConnection]) -> type[cheroot.server.HTTPConnection]:
     """A subclass of the connection class ``base`` whose requests record their header lines."""
     if getattr(base, "_ws_recording", False):
@@ -214,7 +228,9 @@ def _recording_connection_class(base: type[cheroot.server.HTTPConnection]) -> ty
     request_class = base.RequestHandlerClass
     recording_request = type(f"WebSocket{request_class.__name__}", (_RecordingRequestMixin, request_class), {})
     namespace = {"RequestHandlerClass": recording_request, "_ws_recording": True, "__module__": __name__}
-    connection: type[cheroot.server.HTTPConnection] = type(f"WebSocket{base.__name__}", (base,), namespace)
+    connection: type[cheroot.server.HTTPConnection] = type(
+        f"WebSocket{base.__name__}", (_UncycledConnectionMixin, base), namespace
+    )
     return connection
 
 

@@ -77,15 +77,21 @@ class _Handover(Handover):
         raw_lines: list[bytes] | None,
         raw_headers: list[tuple[str, str]] | None = None,
     ) -> None:
-        self._handler = handler
+        self._handler: WebSocketHandler | None = handler
         self.manager = manager
         if raw_headers is not None:
             self.raw_headers = raw_headers
         elif raw_lines is not None:
             self.raw_headers = raw_header_fields(raw_lines)
 
+    def release(self) -> None:
+        """The request is over: forget the handler (see WebSocketHandler.handle)."""
+        self._handler = None
+
     def detach(self) -> tuple[socket.socket, bytes]:
         handler = self._handler
+        if handler is None:
+            raise RuntimeError("the request of this connection is over")
         sock: socket.socket = handler.socket
         rfile = handler.rfile
         handler.ws_detached = True
@@ -104,7 +110,13 @@ class _Handover(Handover):
         # empty: its close() then closes nothing, and the request greenlet
         # (and its pool slot) ends now instead of living as long as the WebSocket.
         handler.ws_parked = False
-        return type(sock)(sock.family, sock.type, sock.proto, fileno=sock.detach()), buffered
+        own = type(sock)(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        # Non-blocking like the one it replaces (take_buffered made it so): the
+        # 101 then goes out in one send, without gevent's sendall (a Python loop
+        # and a getsockopt per call). gevent keeps the descriptor non-blocking
+        # whatever the timeout, so this makes no system call.
+        own.settimeout(0.0)
+        return own, buffered
 
 
 class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
@@ -210,6 +222,12 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         finally:
             if self.ws_detached and self.ws_parked:
                 self._park()
+            handover = self._ws_handover
+            if handover is not None:
+                # The last request's environ holds the handover, which holds this
+                # handler: without this the handler, its reader and the request
+                # would wait for the cyclic garbage collector, on every connection.
+                handover.release()
 
     def _park(self) -> None:
         """Keep this request greenlet until the WebSocket no longer needs the socket."""

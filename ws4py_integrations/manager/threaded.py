@@ -26,6 +26,7 @@ import contextlib
 import heapq
 import itertools
 import logging
+import math
 import selectors
 import socket
 import threading
@@ -124,12 +125,20 @@ class ThreadedManager(Manager):
         self._handoff_after = handoff_after
         self._handoff_cap = max(handoff_cap, handoff_after)
         self._selector = selectors.DefaultSelector()
+        self._shared_poll = isinstance(self._selector, getattr(selectors, "EpollSelector", ()))
+        # Connection -> the events its socket is registered for (loop thread only).
+        self._interest: dict[Connection, int] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._woken = False
         self._ops: list[Callable[[], Any]] = []
         self._ops_lock = threading.Lock()
+        # Timers set from other threads, for the loop to push (under _ops_lock),
+        # and the deadline the loop waits for: -inf while it runs (it takes
+        # new timers before it waits again), +inf when it waits for no timer.
+        self._new_timers: list[_HeapTimer] = []
+        self._waiting_until = -math.inf
         self._timers: list[_HeapTimer] = []
         self._timers_pushed = 0
         self._seq = itertools.count()
@@ -217,13 +226,22 @@ class ThreadedManager(Manager):
         me = threading.current_thread()
         try:
             while self._running:
+                if self._new_timers:
+                    self._take_new_timers()
                 timeout = None
                 if self._run_list or self._ops:
                     # Work queued by this thread itself: do not wait for I/O.
                     timeout = 0.0
                 elif self._timers:
                     timeout = max(0.0, self._timers[0].deadline - time.monotonic())
+                if timeout != 0.0:
+                    with self._ops_lock:
+                        if self._new_timers:
+                            timeout = 0.0  # set meanwhile: take them first
+                        else:
+                            self._waiting_until = math.inf if timeout is None else self._timers[0].deadline
                 self._poll(timeout)
+                self._waiting_until = -math.inf
                 if self._ops:
                     # Read without the lock: what another thread adds after
                     # this look wakes the loop (_call_soon).
@@ -268,6 +286,7 @@ class ThreadedManager(Manager):
         for key in list(selector.get_map().values()):
             if key.data is not None:
                 key.fileobj.close()  # type: ignore[union-attr]
+        self._interest.clear()
         selector.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -373,7 +392,9 @@ class ThreadedManager(Manager):
     # -- backend hooks ---------------------------------------------------------
 
     def _watch(self, conn: Connection, buffered: bytes) -> None:
-        conn.sock.setblocking(False)
+        if conn.sock.gettimeout() != 0.0:
+            # Most adapters left it non-blocking already (take_buffered): spare the system call.
+            conn.sock.setblocking(False)
         # Bytes the server already read go first, before anything the loop reads.
         conn.start(buffered)
 
@@ -384,6 +405,17 @@ class ThreadedManager(Manager):
                 # TLS may already hold decrypted bytes the socket will not signal.
                 conn.read()
 
+        if self._shared_poll and not conn.is_tls:
+            # epoll takes a descriptor while another thread waits in it, and
+            # reports its events in that very wait: a new connection needs no
+            # wake-up of the loop (poll and select see only what they were given).
+            try:
+                register()
+            except (ValueError, OSError) as exc:
+                # The loop closed its selector: the manager stopped, and its
+                # stop aborts the connections it has, this one included.
+                logger.debug("%s: not watched: %s", conn.id, exc)
+            return
         self._call_soon(register)
 
     def _set_interest(self, conn: Connection) -> None:
@@ -393,17 +425,21 @@ class ThreadedManager(Manager):
         events = (0 if conn.reading_paused else selectors.EVENT_READ) | (
             selectors.EVENT_WRITE if conn in self._writing else 0
         )
-        selector = self._selector
-        try:
-            key = selector.get_key(conn.sock)
-        except KeyError:
-            if events:
-                selector.register(conn.sock, events, conn)
+        # The events registered, kept here: the selector's get_key() raises for
+        # a socket not registered yet, formatting its repr (two system calls).
+        registered = self._interest.get(conn, 0)
+        if events == registered:
             return
-        if not events:
+        selector = self._selector
+        if not registered:
+            selector.register(conn.sock, events, conn)
+            self._interest[conn] = events
+        elif not events:
             selector.unregister(conn.sock)
-        elif key.events != events:
+            del self._interest[conn]
+        else:
             selector.modify(conn.sock, events, conn)
+            self._interest[conn] = events
 
     def reading_changed(self, conn: Connection) -> None:
         def update() -> None:
@@ -419,8 +455,9 @@ class ThreadedManager(Manager):
     def _unwatch(self, conn: Connection) -> None:
         def unregister() -> None:
             with conn.lock:
-                with contextlib.suppress(KeyError, ValueError):
-                    self._selector.unregister(conn.sock)
+                if self._interest.pop(conn, 0):
+                    with contextlib.suppress(KeyError, ValueError):
+                        self._selector.unregister(conn.sock)
                 conn.sock.close()
 
         self._call_soon(unregister)
@@ -439,8 +476,25 @@ class ThreadedManager(Manager):
 
     def call_later(self, delay: float, func: Callable[[], Any]) -> _HeapTimer:
         timer = _HeapTimer(time.monotonic() + delay, next(self._seq), func)
-        self._call_soon(lambda: self._push_timer(timer))
+        if _get_ident() == self._leader_ident:
+            self._push_timer(timer)
+            return timer
+        # From another thread: the loop takes it before it next waits, and is
+        # woken only when it waits for a later deadline than this one (every
+        # new connection's keepalive timer comes after those before it).
+        with self._ops_lock:
+            self._new_timers.append(timer)
+            if self._woken or timer.deadline >= self._waiting_until:
+                return timer
+            self._woken = True
+        self._wake()
         return timer
+
+    def _take_new_timers(self) -> None:
+        with self._ops_lock:
+            new, self._new_timers = self._new_timers, []
+        for timer in new:
+            self._push_timer(timer)
 
     def _push_timer(self, timer: _HeapTimer) -> None:
         timers = self._timers

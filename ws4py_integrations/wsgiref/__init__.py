@@ -121,17 +121,23 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
     head = b""
 
     def setup(self) -> None:
-        super().setup()
         server = self.server
-        head = server.take_head(self.connection) if isinstance(server, WSGIServer) else b""
-        if head:
-            self.head = head
-            # The reader's buffer holds the whole prefix at once, so that the
-            # handover's peek sees every byte past the head.
-            self.rfile.close()
-            self.rfile = io.BufferedReader(
-                _PrefixedSocketIO(self.connection, head), max(io.DEFAULT_BUFFER_SIZE, len(head))
-            )
+        head = server.take_head(self.request) if isinstance(server, WSGIServer) else b""
+        if not head:
+            super().setup()
+            return
+        self.head = head
+        # The reader of the socket that setup() makes is replaced at once: a raw
+        # one, then (a buffered reader costs more to make).
+        self.rbufsize = 0  # type: ignore[misc]  # a ClassVar in typeshed; setup() reads it from the instance
+        try:
+            super().setup()
+        finally:
+            del self.rbufsize
+        self.rfile.close()
+        # The reader's buffer holds the whole prefix at once, so that the
+        # handover's peek sees every byte past the head.
+        self.rfile = io.BufferedReader(_PrefixedSocketIO(self.connection, head), max(io.DEFAULT_BUFFER_SIZE, len(head)))
 
     _raw_fields: list[tuple[str, str]] | None = None
 
@@ -496,7 +502,18 @@ class WSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
             # accept loop on a silent peer: accept plain, handshake in the reader.
             sock, address = socket.socket.accept(listener)
             return listener.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
-        return super().get_request()
+        # socket.accept(), without turning the listener's family and type into
+        # enums again for every connection.
+        fd, address = listener._accept()  # type: ignore[attr-defined]
+        kind = self._accepted_kind
+        if kind is None:
+            kind = self._accepted_kind = (int(listener.family), int(listener.type), listener.proto)
+        sock = socket.socket(*kind, fileno=fd)
+        if socket.getdefaulttimeout() is None and listener.gettimeout():
+            sock.setblocking(True)
+        return sock, address
+
+    _accepted_kind: tuple[int, int, int] | None = None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         handler_class: Any = self.RequestHandlerClass
