@@ -167,7 +167,8 @@ def test_a_parked_runner_that_waits_delays_only_its_own_connection() -> None:
 def test_a_busy_connection_lets_the_hub_read_between_batches() -> None:
     # Three batches of messages wait for one connection; the other's message
     # is still in its socket: the hub reads it after the first batch, and it
-    # is handled then, not after all three.
+    # is handled after the busy connection's next turn (already in line when
+    # it arrived), not after all three.
     manager = GeventManager(handlers="greenlets")
     handled: list[tuple[int, str]] = []
 
@@ -187,7 +188,7 @@ def test_a_busy_connection_lets_the_hub_read_between_batches() -> None:
     with gevent.Timeout(TIMEOUT):
         while len(handled) < 3 * BATCH + 1:
             gevent.sleep(0.01)
-    assert handled.index((id(other.websocket), "other")) < 2 * BATCH
+    assert handled.index((id(other.websocket), "other")) <= 2 * BATCH
     assert [data for key, data in handled if key == id(busy.websocket)] == [str(i) for i in range(3 * BATCH)]
     busy_client.close()
     peer.close()
