@@ -567,3 +567,26 @@ def test_a_connection_run_after_the_loop_closed_is_not_watched(caplog: Any) -> N
     assert "not watched" in caplog.text
     server.close()
     client.close()
+
+
+def test_timers_set_by_timer_callbacks_fire_once_each(manager: ThreadedManager) -> None:
+    # Timers set on the loop thread wait until the loop has run the due ones:
+    # the heap is weeded (replaced) now and then, never while being run.
+    manager.start()
+    for _ in range(1100):
+        manager.call_later(3600, lambda: None).cancel()
+    fired: list[int] = []
+    done = threading.Event()
+
+    def chain(n: int) -> None:
+        fired.append(n)
+        if n < 50:
+            for _ in range(30):
+                manager.call_later(3600, lambda: None).cancel()
+            manager.call_later(0, lambda: chain(n + 1))
+        else:
+            done.set()
+
+    manager.call_later(0, lambda: chain(0))
+    assert done.wait(TIMEOUT)
+    assert fired == list(range(51))

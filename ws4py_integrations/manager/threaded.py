@@ -476,15 +476,13 @@ class ThreadedManager(Manager):
 
     def call_later(self, delay: float, func: Callable[[], Any]) -> _HeapTimer:
         timer = _HeapTimer(time.monotonic() + delay, next(self._seq), func)
-        if _get_ident() == self._leader_ident:
-            self._push_timer(timer)
-            return timer
-        # From another thread: the loop takes it before it next waits, and is
-        # woken only when it waits for a later deadline than this one (every
-        # new connection's keepalive timer comes after those before it).
+        # The loop takes it before it next waits (not at once: the heap may be
+        # in the middle of _run_timers), and is woken only when it waits for a
+        # later deadline than this one (every new connection's keepalive timer
+        # comes after those before it).
         with self._ops_lock:
             self._new_timers.append(timer)
-            if self._woken or timer.deadline >= self._waiting_until:
+            if self._woken or timer.deadline >= self._waiting_until or _get_ident() == self._leader_ident:
                 return timer
             self._woken = True
         self._wake()
