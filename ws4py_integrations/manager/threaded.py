@@ -126,7 +126,8 @@ class ThreadedManager(Manager):
         self._handoff_cap = max(handoff_cap, handoff_after)
         self._selector = selectors.DefaultSelector()
         self._shared_poll = isinstance(self._selector, getattr(selectors, "EpollSelector", ()))
-        # Connection -> the events its socket is registered for (loop thread only).
+        # Connection -> the events its socket is registered for (changed with
+        # the connection's lock held: on the loop, or by _watch on epoll).
         self._interest: dict[Connection, int] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
