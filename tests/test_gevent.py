@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -337,6 +338,8 @@ def test_echo_example_on_gevent(transport: str, tls_files: TLSFiles, tmp_path: P
         log = proc.log()
         # The runner restarted the example with patch_all() first: handlers ran on greenlets.
         assert "not monkey-patched" not in log and "MonkeyPatchWarning" not in log, log
+        # pywsgi's access lines go through logging (--log-level INFO here).
+        assert re.search(r'examples\.access INFO .*"GET /ws HTTP/1\.1" 101', log), log
 
 
 # -- gunicorn -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ servers, the status and environ each answers with.
 from __future__ import annotations
 
 import io
+import logging
 import socket
 import threading
 from collections.abc import Iterator
@@ -357,6 +358,24 @@ def test_gunicorn_handler_builds_access_records_only_when_gunicorn_logs_them(mon
         handler.server = SimpleNamespace(log=log)
         handler.log_request()
         assert len(calls) == logged
+
+
+def test_pywsgi_access_lines_are_formatted_only_for_a_log_that_writes_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    formatted: list[object] = []
+    monkeypatch.setattr(pywsgi.WSGIHandler, "format_request", lambda self: formatted.append(self) or "a line")
+    quiet = logging.getLogger("tests.access.quiet")
+    quiet.setLevel(logging.WARNING)
+    loud = logging.getLogger("tests.access.loud")
+    loud.setLevel(logging.INFO)
+    stream = io.StringIO()
+    handler = _ours()
+    for log, lines in [(None, 0), (quiet, 0), (loud, 1), (stream, 1)]:
+        formatted.clear()
+        # Not started: the server only turns ``log`` into what handlers write to.
+        handler.server = pywsgi.WSGIServer(("127.0.0.1", 0), None, log=log)
+        handler.log_request()
+        assert len(formatted) == lines, log
+    assert stream.getvalue() == "a line\n"
 
 
 def test_environ_headers_of_a_foreign_message_use_pywsgi_s_own_code() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
+import logging
 import os
 import socket
 import threading
@@ -19,7 +21,7 @@ from websockets.sync.client import connect
 from tests.support import app as apps
 from tests.support.servers.wsgiref import serve
 from ws4py_integrations import ThreadedManager
-from ws4py_integrations.wsgiref import make_server
+from ws4py_integrations.wsgiref import WebSocketWSGIRequestHandler, make_server
 
 
 def http_exchange(port: int, request: bytes) -> bytes:
@@ -50,6 +52,42 @@ def test_plain_http_is_byte_for_byte_stock_wsgiref() -> None:
             thread.join(5)
     assert without_date(results[0]) == without_date(results[1])
     assert b"plain GET /some/path" in results[1]
+
+
+def test_access_lines_go_to_the_access_logger_not_stderr(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    def access_lines() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if r.name == "ws4py_integrations.wsgiref.access"]
+
+    with caplog.at_level(logging.INFO, logger="ws4py_integrations.wsgiref.access"), serve(apps.plain_app) as running:
+        http_exchange(running.port, b"GET /logged HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while not access_lines() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    [record] = access_lines()
+    assert record.levelno == logging.INFO
+    assert record.getMessage().startswith("127.0.0.1 - ")
+    assert '"GET /logged HTTP/1.1" 200' in record.getMessage()
+    assert "/logged" not in capfd.readouterr().err
+
+
+def test_access_lines_are_formatted_only_when_info_is_on(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(http.server.BaseHTTPRequestHandler, "log_request", lambda self, *args: calls.append(args))
+    handler = WebSocketWSGIRequestHandler.__new__(WebSocketWSGIRequestHandler)
+    handler.client_address = ("127.0.0.1", 1)
+    with caplog.at_level(logging.WARNING, logger="ws4py_integrations.wsgiref.access"):
+        handler.log_request(200, 5)
+        handler.log_message("code %d, message %s", 400, "Bad request")
+    assert calls == [] and caplog.records == []
+    with caplog.at_level(logging.INFO, logger="ws4py_integrations.wsgiref.access"):
+        handler.log_request(200, 5)
+        handler.log_message("code %d, message %s", 400, "Bad request")
+    assert calls == [(200, 5)]
+    assert [r.getMessage() for r in caplog.records] == ["127.0.0.1 - code 400, message Bad request"]
 
 
 def test_no_process_wide_patching() -> None:

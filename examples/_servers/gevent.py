@@ -68,7 +68,10 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
         # websockets.sync) writes its first request can make that write fail.
         context.num_tickets = 0
         ssl_args["ssl_context"] = context
-    server = WSGIServer((host, port), app, environ={"SERVER_NAME": host}, **ssl_args)
+    # The access log goes through logging (INFO on "examples.access"): one line
+    # per request only with --log-level INFO or DEBUG.
+    access = logging.getLogger("examples.access")
+    server = WSGIServer((host, port), app, environ={"SERVER_NAME": host}, log=access, **ssl_args)
     server.start()
     if ready is not None:
         ready(server.address[:2])

@@ -34,6 +34,9 @@ except ImportError as exc:
 
 from ..manager.gevent import GeventManager
 
+# What pywsgi makes of log=None, and of a logging.Logger given as log.
+_NoopLog: Any = getattr(pywsgi, "_NoopLog", ())
+_LoggingLogAdapter: Any = getattr(pywsgi, "LoggingLogAdapter", ())
 # The message class of pywsgi's parser (Python 3), which the fast path fills in.
 _OldMessage: Any = getattr(pywsgi, "OldMessage", None)
 
@@ -154,6 +157,17 @@ class WebSocketHandler(pywsgi.WSGIHandler):  # type: ignore[misc]
         self._ws_raw_lines = recorder.lines
         self._ws_raw_headers = None
         return super().MessageClass(recorder, *args[1:])
+
+    def log_request(self) -> None:
+        # pywsgi formats the access line (a datetime, the request line) before
+        # its log sees it, even a log that drops it (log=None) or a logger not
+        # enabled for its level: skip the formatting for those.
+        log = self.server.log
+        if isinstance(log, _NoopLog):
+            return
+        if isinstance(log, _LoggingLogAdapter) and not log._logger.isEnabledFor(log._level):
+            return
+        super().log_request()
 
     def _headers(self) -> Iterable[tuple[str, str]]:
         # pywsgi's, without formatting each field as a line and splitting it

@@ -42,6 +42,8 @@ from ..middleware import WSGIApp
 __all__ = ["HeadReader", "WSGIServer", "WebSocketWSGIRequestHandler", "make_server"]
 
 logger = logging.getLogger("ws4py_integrations.wsgiref")
+#: The access log: ``http.server``'s request and error lines, at INFO.
+access_logger = logging.getLogger("ws4py_integrations.wsgiref.access")
 
 #: The end of a request head as ``http.server`` reads it: an empty line (CRLF or LF),
 #: or the request line itself being empty (refused at once by the handler).
@@ -162,6 +164,18 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
             self.headers._headers = fields  # type: ignore[attr-defined]
             self._raw_fields = raw
         return parsed
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # Formatting the line costs more than the rest of a WebSocket handshake's
+        # bookkeeping: only when someone reads it.
+        if access_logger.isEnabledFor(logging.INFO):
+            super().log_request(code, size)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """``http.server``'s request and error lines go to the
+        ``ws4py_integrations.wsgiref.access`` logger at INFO, not to stderr."""
+        if access_logger.isEnabledFor(logging.INFO):
+            access_logger.info("%s - %s", self.address_string(), format % args)
 
     def raw_headers(self) -> list[tuple[str, str]]:
         """The request's header fields as received (see :attr:`Handover.raw_headers`)."""
