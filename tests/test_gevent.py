@@ -197,6 +197,42 @@ def test_stock_pywsgi_server_with_handler_class(hub: HubThread) -> None:
         hub.call(server.stop)
 
 
+def test_our_server_leaves_a_websocket_the_socket_it_accepted(hub: HubThread) -> None:
+    """Our WSGIServer does not close a WebSocket's socket when the request ends: the
+    WebSocket keeps the socket object pywsgi accepted (a stock server needs a new one)."""
+    accepted: list[Any] = []
+
+    class Recording(WSGIServer):  # type: ignore[misc]
+        def do_handle(self, sock: Any, address: Any) -> None:
+            accepted.append(sock)
+            super().do_handle(sock, address)
+
+    def start() -> WSGIServer:
+        server = Recording(("127.0.0.1", 0), apps.make_app(), spawn=Pool(10), log=None)
+        server.start()
+        return server
+
+    server = hub.call(start)
+    running = RunningServer("gevent", "127.0.0.1", server.address[1], False, None, lambda: None)
+    try:
+        with client(running, "/echo") as ws:
+            ws.send("during")
+            assert ws.recv(timeout=10) == "during"
+            [websocket] = server.manager.websockets
+            assert websocket._connection.sock is accepted[-1]
+            # The request ended (do_close ran) without closing it.
+            assert _eventually(lambda: not server._ws_kept)
+            ws.send("after the request")
+            assert ws.recv(timeout=10) == "after the request"
+        # Plain requests' sockets are closed as before.
+        with urllib.request.urlopen(running.http_url("/x"), timeout=10) as response:
+            assert response.read() == b"plain GET /x"
+        assert _eventually(lambda: accepted[-1].closed)
+        assert not server._ws_kept
+    finally:
+        hub.call(server.stop)
+
+
 def _eventually(check: Callable[[], bool], timeout: float = 10) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -3,11 +3,13 @@
 pywsgi ends every request by reading once more from the socket and closing
 it, and its ``StreamServer`` closes the socket when the handler returns. The
 handler therefore detaches the socket from pywsgi (no final read, no close,
-no response written) and hands the manager a socket object of its own on the
-same descriptor, leaving pywsgi's empty: the request greenlet ends at the
-upgrade, and an open WebSocket holds no slot of the server's pool (gunicorn's
-``worker_connections``). A TLS socket cannot move to another object: its
-request greenlet stays parked until the manager has closed the WebSocket.
+no response written): the request greenlet ends at the upgrade, and an open
+WebSocket holds no slot of the server's pool (gunicorn's
+``worker_connections``). :class:`WSGIServer` then leaves the socket open when
+the request ends; under a stock pywsgi server the manager gets a socket
+object of its own on the same descriptor, pywsgi's left empty. A TLS socket
+cannot move to another object: its request greenlet stays parked until the
+manager has closed the WebSocket.
 """
 
 from __future__ import annotations
@@ -109,11 +111,19 @@ class _Handover(Handover):
             # TLS state cannot move to another socket object: the request
             # greenlet stays parked until the WebSocket is done (see _park).
             return sock, buffered
-        # A socket object of our own on the same descriptor, pywsgi's left
-        # empty: its close() then closes nothing, and the request greenlet
-        # (and its pool slot) ends now instead of living as long as the WebSocket.
+        # The request greenlet (and its pool slot) ends now instead of living
+        # as long as the WebSocket; the server must then not close the socket.
         handler.ws_parked = False
-        own = type(sock)(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        keep = getattr(handler.server, "_ws_keep_open", None)
+        if keep is not None:
+            # Our server leaves it open when the request ends (WSGIServer.do_close).
+            keep(sock)
+            own = sock
+        else:
+            # A stock pywsgi server closes it: a socket object of our own on the
+            # same descriptor, pywsgi's left empty (its close() closes nothing).
+            # This costs a new gevent socket (two watchers) per handshake.
+            own = type(sock)(sock.family, sock.type, sock.proto, fileno=sock.detach())
         # Non-blocking like the one it replaces (take_buffered made it so): the
         # 101 then goes out in one send, without gevent's sendall (a Python loop
         # and a getsockopt per call). gevent keeps the descriptor non-blocking
@@ -282,7 +292,21 @@ class WSGIServer(pywsgi.WSGIServer):  # type: ignore[misc]
     ) -> None:
         setattr(self, MANAGER_ATTRIBUTE, manager if manager is not None else GeventManager())
         self._ws_stopper: gevent.Greenlet[Any, Any] | None = None
+        # ids of client sockets a WebSocket took (see do_close): each stays
+        # alive, so its id unique, until its request's do_close.
+        self._ws_kept: set[int] = set()
         super().__init__(listener, application, *args, **kwargs)
+
+    def _ws_keep_open(self, sock: Any) -> None:
+        """A WebSocket took ``sock`` (plain TCP): do not close it when its request ends."""
+        self._ws_kept.add(id(sock))
+
+    def do_close(self, sock: Any, *args: Any) -> None:
+        # StreamServer closes every client socket when its request ends.
+        try:
+            self._ws_kept.remove(id(sock))
+        except KeyError:
+            super().do_close(sock, *args)
 
     @property
     def manager(self) -> Manager:
