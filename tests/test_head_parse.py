@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 pytest.importorskip("gevent")
@@ -273,6 +273,68 @@ def test_wsgiref_answers_as_the_standard_library(wsgiref_servers: tuple[int, int
     request = b"GET /plain HTTP/1.1\r\n" + _WSGIREF_HEADS[name]
     stock, ours = (_strip_server_line(_exchange(port, request)) for port in wsgiref_servers)
     assert stock.startswith(b"HTTP/1."), stock[:100]
+    assert ours == stock
+
+
+def _wsgiref_parse(handler_class: type[Any], requestline: bytes, head: bytes) -> tuple[Any, ...]:
+    """What ``parse_request`` makes of a request line and head: its result,
+    the attributes it sets, the fields, the bytes left and any error status line."""
+    handler = handler_class.__new__(handler_class)
+    handler.rfile = io.BufferedReader(io.BytesIO(head + BODY))  # type: ignore[arg-type]
+    handler.wfile = io.BytesIO()
+    handler.client_address = ("127.0.0.1", 1)
+    handler.raw_requestline = requestline
+    parsed = handler.parse_request()
+    state: tuple[Any, ...] = (
+        parsed,
+        handler.command,
+        getattr(handler, "path", None),
+        handler.request_version,
+        getattr(handler, "requestline", None),
+        handler.close_connection,
+        handler.wfile.getvalue().split(b"\r\n", 1)[0],
+    )
+    if parsed:
+        # A refused line leaves the head unread by the stock handler (ours reads it
+        # first); the connection is closed then, so only a parsed request's rest counts.
+        state += (list(handler.headers.items()), handler.rfile.read())
+    return state
+
+
+_REQUEST_LINES = st.one_of(
+    st.builds(
+        lambda method, sep1, target, sep2, version, end: method + sep1 + target + sep2 + version + end,
+        st.sampled_from([b"GET", b"POST", b"get", b"M-SEARCH", b"G\xe9T", b"G\x85T", b""]),
+        # Mostly the common shape: each part's usual form weighs more.
+        st.sampled_from([b" ", b" ", b" ", b"  ", b"\t", b"\x85", b""]),
+        st.sampled_from([b"/ws", b"//x", b"/a?b=c", b"*", b"http://h/p", b"/\xa0", b"/a b", b""]),
+        st.sampled_from([b" ", b" ", b" ", b"  ", b"\t", b""]),
+        st.sampled_from(
+            [b"HTTP/1.1", b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2.0", b"HTTP/1.10", b"http/1.1", b"HTTP/1.1 x", b""]
+        ),
+        st.sampled_from([b"\r\n", b"\n", b"\r\r\n", b" \r\n", b""]),
+    ),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(requestline=_REQUEST_LINES, head=st.sampled_from(sorted(_WSGIREF_HEADS.values())))
+@example(requestline=b"GET /ws HTTP/1.1\r\n", head=HEADS["upgrade"])
+@example(requestline=b"GET /ws HTTP/1.0\r\n", head=HEADS["upgrade"])
+@example(requestline=b"GET //x HTTP/1.1\r\n", head=HEADS["upgrade"])
+@example(requestline=b"get /a?b=c HTTP/1.1\n", head=_WSGIREF_HEADS["connection-keep-alive"])
+def test_wsgiref_request_lines_parse_as_the_standard_library(requestline: bytes, head: bytes) -> None:
+    from wsgiref import simple_server
+
+    from ws4py_integrations.wsgiref import WebSocketWSGIRequestHandler
+
+    class QuietStock(simple_server.WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    stock = _wsgiref_parse(QuietStock, requestline, head)
+    ours = _wsgiref_parse(WebSocketWSGIRequestHandler, requestline, head)
     assert ours == stock
 
 

@@ -49,6 +49,9 @@ access_logger = logging.getLogger("ws4py_integrations.wsgiref.access")
 #: or the request line itself being empty (refused at once by the handler).
 _HEAD_END = re.compile(rb"\n\r?\n|\A\r?\n")
 _RECV_SIZE = 65536
+# A request line parse_request takes apart the same way on every Python
+# (three words of visible ASCII, HTTP/1.0 or 1.1); others go to it.
+_SIMPLE_REQUEST_LINE = re.compile(r"([!-~]+) ([!-~]+) (HTTP/1\.[01])")
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -155,6 +158,14 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
         if plain:
             fields, raw = plain_fields(lines)
             plain = _plain_enough(fields)
+            if plain and self._parse_simple_request_line():
+                # What parse_request would make of this line and these fields,
+                # without its email parser run over an empty head.
+                headers = self.MessageClass()
+                headers._headers = fields
+                self.headers = headers
+                self._raw_fields = raw
+                return True
         self.rfile = ReplayReader([b"\r\n"] if plain else lines, rfile)  # type: ignore[assignment]
         try:
             parsed = super().parse_request()
@@ -176,6 +187,22 @@ class WebSocketWSGIRequestHandler(simple_server.WSGIRequestHandler):
         ``ws4py_integrations.wsgiref.access`` logger at INFO, not to stderr."""
         if access_logger.isEnabledFor(logging.INFO):
             access_logger.info("%s - %s", self.address_string(), format % args)
+
+    def _parse_simple_request_line(self) -> bool:
+        """Set what ``parse_request`` sets for a request line of the one common
+        shape (``METHOD SP TARGET SP HTTP/1.x``, visible ASCII, single spaces);
+        ``False`` (nothing set) for any other line, left to ``parse_request``."""
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        match = _SIMPLE_REQUEST_LINE.fullmatch(requestline)
+        if match is None:
+            return False
+        command, path, version = match.groups()
+        if path.startswith("//"):
+            return False  # parse_request rewrites these
+        self.requestline = requestline
+        self.command, self.path, self.request_version = command, path, version
+        self.close_connection = not (version == "HTTP/1.1" and self.protocol_version >= "HTTP/1.1")
+        return True
 
     def raw_headers(self) -> list[tuple[str, str]]:
         """The request's header fields as received (see :attr:`Handover.raw_headers`)."""
