@@ -352,9 +352,9 @@ class Connection:
                 if self._held:
                     self._process(b"", eof=False)
                     continue
-                # The rest of a large payload is received in place, into its
-                # own buffer: no copy out of the receive buffer, none into the
-                # parser's, and reads as large as what the socket holds.
+                # The rest of a large payload goes into its own buffer (through
+                # the receive buffer, see below): not into the parser's, and
+                # not through bytes objects copied again on the way.
                 protocol = self.protocol
                 target = protocol.payload_target()
                 received = 0
@@ -367,8 +367,13 @@ class Connection:
                         view = self.backend.recv_buffer
                         data = bytes(view[: self.io.recv_into(view[:_HEADER_MAX] if peek else view)])
                     else:
+                        # Through the backend's buffer, which stays in the CPU's cache:
+                        # the kernel's copy into the payload's own (cold) buffer costs
+                        # several times that copy plus the one below.
+                        view = self.backend.recv_buffer
                         with target:
-                            received = self.io.recv_into(target)
+                            received = self.io.recv_into(view[: len(target)])
+                            target[:received] = view[:received]
                         data = b""
                 except _WOULD_BLOCK:
                     return True

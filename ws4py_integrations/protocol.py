@@ -208,9 +208,9 @@ class MessageProtocol(ServerProtocol):
 
     def payload_target(self) -> memoryview | None:
         """Where the next bytes from the peer go while the parser waits for the rest
-        of a large binary payload: a view of that payload's own buffer, so
-        ``recv_into`` it avoids copying the payload from a receive buffer into
-        the reader's; else ``None``. Report what was received with
+        of a large binary payload: a view of that payload's own buffer, which
+        spares copying the payload into the reader's and out again; else
+        ``None``. Report what was received with
         :meth:`payload_received`, and release the view first.
 
         Only a payload the parser accepted (within the size limit) gets one,

@@ -12,6 +12,7 @@ import pytest
 from websockets.frames import Frame, Opcode
 
 from ws4py_integrations.connection import (
+    RECV_SIZE,
     Connection,
     _data_header,
     connection_environ,
@@ -130,6 +131,40 @@ def test_read_from_the_socket_until_eof(pair: Any, backend: FakeBackend) -> None
     backend.run_scheduled()
     assert handler(conn).events == [("opened",), ("message", "a"), ("message", "b"), ("closed", 1006, "")]
     assert backend.lost == [conn]
+
+
+def test_a_large_payload_comes_through_the_backend_s_receive_buffer(pair: Any, backend: FakeBackend) -> None:
+    # The kernel copies into the backend's (cache-hot) buffer, at most its size at
+    # a time, and the payload's own buffer gets it from there.
+    server, client = pair
+    conn = make_connection(server, backend, **NO_TIMERS, max_message_size=None)
+    reads: list[tuple[object, int]] = []
+
+    class Recording(ProxySocket):
+        def recv_into(self, buffer: Any) -> int:
+            reads.append((buffer.obj, len(buffer)))
+            return super().recv_into(buffer)
+
+    conn.io = Recording(server)
+    conn.start(b"")
+    payload = bytes(range(256)) * (3 * RECV_SIZE // 256 + 7)
+    data = client_frame(OP_BINARY, payload)
+    client.setblocking(False)
+    sent = 0
+    for _ in range(100_000):  # the test's own pump: write what fits, read what came
+        if sent < len(data):
+            try:
+                sent += client.send(data[sent : sent + 65536])
+            except BlockingIOError:
+                pass
+        assert conn.read() is True
+        if conn.messages_in:
+            break
+    backend.run_scheduled()
+    assert handler(conn).events[-1] == ("message", payload)
+    assert reads and all(obj is backend.recv_buffer.obj and size <= RECV_SIZE for obj, size in reads)
+    # Most of the payload came in full-sized reads, not byte by byte.
+    assert len(reads) < 4 * len(payload) // 65536
 
 
 def test_a_recv_error_drops_the_connection(pair: Any, backend: FakeBackend) -> None:
