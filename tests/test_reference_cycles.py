@@ -68,6 +68,10 @@ def live(types: tuple[type, ...]) -> list[Any]:
     return [obj for obj in gc.get_objects() if issubclass(type(obj), types)]
 
 
+def new_objects(types: tuple[type, ...], before: set[int]) -> list[Any]:
+    return [obj for obj in live(types) if id(obj) not in before]
+
+
 def cyclic_garbage(types: tuple[type, ...]) -> list[Any]:
     """Objects of ``types`` that only the cyclic collector would free."""
     gc.set_debug(gc.DEBUG_SAVEALL)
@@ -95,11 +99,13 @@ def test_requests_and_websockets_leave_no_cycles(name: str, collector_off: None)
         # answer; cheroot's workers keep their last connection until the next.
         allowed = 10 if name == "cherrypy" else 0
         deadline = time.monotonic() + TIMEOUT
-        while True:
-            garbage = cyclic_garbage(types)
-            assert garbage == [], f"{len(garbage)} request objects in reference cycles: {garbage[:4]}"
-            left = [obj for obj in live(types) if id(obj) not in before]
-            if len(left) <= allowed or time.monotonic() > deadline:
-                break
+        # Wait with the collector idle: a DEBUG_SAVEALL collection from this
+        # thread while the gevent hub's thread is mid-request has been seen to
+        # leave a finished handler with a reference nothing visible holds
+        # (never with a plain collection, as a server's own would be).
+        while len(new_objects(types, before)) > allowed and time.monotonic() < deadline:
             time.sleep(0.02)
+        garbage = cyclic_garbage(types)
+        assert garbage == [], f"{len(garbage)} request objects in reference cycles: {garbage[:4]}"
+        left = new_objects(types, before)
         assert len(left) <= allowed, left
