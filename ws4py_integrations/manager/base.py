@@ -24,7 +24,7 @@ from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame
 
 from ..broker import Broker, InProcessBroker
-from ..connection import RECV_SIZE, Connection, RLockLike, TimerHandle, encode_frames
+from ..connection import Connection, RLockLike, TimerHandle, encode_frames, receive_buffer
 from ..exceptions import WebSocketClosed
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class Manager(abc.ABC):
         # cleared under the connection's lock).
         self._writing: set[Connection] = set()
         #: What connections receive into (see :class:`~ws4py_integrations.connection.Backend`).
-        self.recv_buffer = memoryview(bytearray(RECV_SIZE))
+        self.recv_buffer = receive_buffer()
 
     @property
     def broker(self) -> Broker:
