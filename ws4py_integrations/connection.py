@@ -59,13 +59,12 @@ _HEADER_MAX = 14
 def receive_buffer(size: int = RECV_SIZE) -> memoryview:
     """A buffer of ``size`` bytes for :attr:`Backend.recv_buffer`, placed for the kernel's copy.
 
-    It starts 2 KiB and 64 bytes into a page. The kernel copies a payload in
-    with ``rep movsb``, which slows down several times when the destination
-    sits just past the source in their pages ("4K aliasing": each load waits
-    for the store it seems to overlap). A payload usually begins a few bytes
-    into its page, after its frame header, and a fresh allocation of this size
-    begins 16 bytes into one: bulk echo on one core went from 1,316 to 1,852
-    MB/s on wsgiref with this placement (server CPU 704 to 473 us per MiB).
+    It starts 2 KiB and 64 bytes into a page. A fresh allocation of this size
+    starts 16 bytes into one, 2 bytes past where a payload starts after a
+    14-byte header, and the kernel's copy into it then ran several times
+    slower (the pattern of "4K aliasing": a load waits for a store it seems
+    to overlap). Bulk echo on one core went from 1,316 to 1,852 MB/s on
+    wsgiref with this placement (server CPU 704 to 473 us per MiB).
     """
     # An anonymous mapping starts on a page boundary, whatever malloc did before.
     region = mmap.mmap(-1, size + _RECV_PAGE_OFFSET)
