@@ -386,8 +386,9 @@ class Connection:
                         view = self.backend.recv_buffer
                         data = bytes(view[: self.io.recv_into(view[:_HEADER_MAX] if peek else view)])
                     else:
-                        # Through the backend's buffer, which stays in the CPU's cache:
-                        # the kernel's copy into the payload's own (cold) buffer costs
+                        # Through the backend's buffer (see receive_buffer): the
+                        # payload's own is a bytearray, whose bytes start 16 bytes
+                        # into a page, and the kernel's copy straight into it cost
                         # several times that copy plus the one below.
                         view = self.backend.recv_buffer
                         with target:
