@@ -67,7 +67,14 @@ def receive_buffer(size: int = RECV_SIZE) -> memoryview:
     wsgiref with this placement (server CPU 704 to 473 us per MiB).
     """
     # An anonymous mapping starts on a page boundary, whatever malloc did before.
-    region = mmap.mmap(-1, size + _RECV_PAGE_OFFSET)
+    # Private, as a bytearray's memory is: mmap's default on Unix is shared, and
+    # a manager made before a fork would then receive into one buffer from
+    # several processes.
+    flags = getattr(mmap, "MAP_PRIVATE", None)
+    if flags is None:  # Windows: always private
+        region = mmap.mmap(-1, size + _RECV_PAGE_OFFSET)
+    else:
+        region = mmap.mmap(-1, size + _RECV_PAGE_OFFSET, flags=flags | mmap.MAP_ANONYMOUS)
     return memoryview(region)[_RECV_PAGE_OFFSET:]
 
 

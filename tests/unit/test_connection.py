@@ -6,6 +6,7 @@ import contextlib
 import ctypes
 import logging
 import mmap
+import os
 import socket
 import struct
 from collections.abc import Iterator
@@ -177,6 +178,21 @@ def test_the_receive_buffer_starts_2_KiB_and_64_bytes_into_a_page() -> None:
     address = ctypes.addressof(ctypes.c_char.from_buffer(view))
     assert address % mmap.PAGESIZE == 0x840
     view[-1:] = b"x"  # all of it is writable memory
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_receives_into_a_copy_of_the_buffer() -> None:
+    # As with a bytearray: a manager made before a fork (a preloaded app) must
+    # not have its processes receive into the same memory.
+    view = receive_buffer()
+    view[:4] = b"mine"
+    pid = os.fork()
+    if pid == 0:  # the child: write, then leave at once
+        view[:4] = b"kids"
+        os._exit(0 if bytes(view[:4]) == b"kids" else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert bytes(view[:4]) == b"mine"
 
 
 def test_a_recv_error_drops_the_connection(pair: Any, backend: FakeBackend) -> None:
