@@ -71,7 +71,7 @@ def receive_buffer(size: int = RECV_SIZE) -> memoryview:
     # a manager made before a fork would then receive into one buffer from
     # several processes.
     flags = getattr(mmap, "MAP_PRIVATE", None)
-    if flags is None:  # Windows: always private
+    if flags is None:  # Windows: no such flag, and no fork
         region = mmap.mmap(-1, size + _RECV_PAGE_OFFSET)
     else:
         region = mmap.mmap(-1, size + _RECV_PAGE_OFFSET, flags=flags | mmap.MAP_ANONYMOUS)
