@@ -3,6 +3,7 @@ and settings that make no sense."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -38,3 +39,20 @@ def test_an_application_failing_after_the_upgrade_leaves_the_websocket_alone(ser
 def test_wsgiref_refuses_settings_that_make_no_sense(setting: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         make_server("127.0.0.1", 0, failing_after_upgrade, **setting)  # type: ignore[arg-type]
+
+
+class TellsPeer(WebSocket):
+    def opened(self) -> None:
+        self.send(json.dumps(self.peer_address))
+
+
+@pytest.mark.parametrize("server_name", available())
+def test_peer_address_is_the_clients_own_address(server_name: str) -> None:
+    # Adapters that know accept()'s address pass it on instead of asking the
+    # socket; either way it must be the client's end of the connection.
+    with (
+        serve(server_name, WebSocketWSGIApplication(TellsPeer)) as server,
+        connect(server.ws_url("/"), open_timeout=10) as ws,
+    ):
+        told = json.loads(ws.recv(timeout=10))
+        assert tuple(told) == ws.socket.getsockname()

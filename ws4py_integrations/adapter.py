@@ -77,6 +77,10 @@ class Handover(abc.ABC):
     manager: Manager | None = None
     websocket: WebSocket | None = None
     raw_headers: list[tuple[str, str]] | None = None
+    #: The peer's address as the server's ``accept()`` returned it (the same
+    #: value as ``socket.getpeername()``), or ``None`` when the adapter does
+    #: not know it: the connection then asks the socket.
+    peer_address: Any = None
 
     @abc.abstractmethod
     def detach(self) -> tuple[socket.socket, bytes]:

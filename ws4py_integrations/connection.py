@@ -292,9 +292,11 @@ class Connection:
         environ: Mapping[str, Any],
         manager: Manager,
         handler_cls: type[WebSocket],
+        peer_address: Any = None,
     ) -> None:
         """Build the engine for ``sock`` and its ``handler_cls`` instance (last:
-        an exception from the handler's constructor leaves nothing running)."""
+        an exception from the handler's constructor leaves nothing running).
+        ``peer_address``: what ``accept()`` returned, if known (else the socket is asked)."""
         #: A short id for log lines: ``#`` and a per-process serial number.
         self.id = f"#{next(_serials)}"
         self.sock = sock
@@ -348,10 +350,12 @@ class Connection:
         self._keepalive_timer: TimerHandle | None = None
         self._close_timer: TimerHandle | None = None
         self._read_timer: TimerHandle | None = None
-        try:
-            self.peer_address: Any = sock.getpeername()
-        except OSError:
-            self.peer_address = None
+        if peer_address is None:
+            try:
+                peer_address = sock.getpeername()
+            except OSError:
+                peer_address = None
+        self.peer_address: Any = peer_address
         self.websocket: WebSocket = handler_cls(self, manager)
 
     def __repr__(self) -> str:

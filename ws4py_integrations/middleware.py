@@ -225,7 +225,7 @@ class WebSocketWSGIApplication:
         manager = self._manager_for(handover)
         sock, buffered = handover.detach()
         try:
-            conn = Connection(sock, accept, self.options, environ, manager, handler_cls)
+            conn = Connection(sock, accept, self.options, environ, manager, handler_cls, handover.peer_address)
             if func is not None:
                 assert isinstance(conn.websocket, FunctionWebSocket)
                 conn.websocket.bind(func, self.pool)

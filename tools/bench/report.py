@@ -416,7 +416,8 @@ def rst(data: dict[str, Any], images: dict[str, str] | None = None) -> str:
         "where the server is gevent) and drives it with ``tools/bench/client.py``: picows (Cython) on "
         "uvloop, one process. Competitors are interleaved: each round runs every scenario on every competitor, "
         f"the order rotating between rounds. Figures are the median of {settings['rounds']} round(s) with "
-        "[min-max]; ratios are ratios of medians from this one run.",
+        "[min-max]; ratios are ratios of medians from this one run. Both CherryPy servers (ours and ws4py's) "
+        'run ``server.thread_pool`` 4 (see "Sizing the thread pool" in :doc:`cherrypy`).',
         "",
         pinning_text(data),
         "",

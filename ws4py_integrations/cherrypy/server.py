@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import socket
 import ssl
@@ -109,7 +110,9 @@ class _Handover(Handover):
             with contextlib.suppress(OSError, ValueError):
                 stream.close()
         # cheroot's read timeout must not apply to a long-lived WebSocket.
-        sock.settimeout(None)
+        # Non-blocking rather than blocking: the 101 then goes out in one
+        # send, and the manager needs the socket non-blocking anyway.
+        sock.settimeout(0.0)
         return sock, buffered
 
 
@@ -288,6 +291,8 @@ def _recording_connection_class(base: type[cheroot.server.HTTPConnection]) -> ty
 #: The end of a request head as cheroot reads it (CRLF line endings; one empty line before the request line is skipped).
 _HEAD_END = re.compile(rb"\r\n\r\n")
 _RECV_SIZE = 65536
+# Sockets are file descriptors that os.read() takes (not on Windows).
+_READ_DESCRIPTORS = os.name == "posix"
 _WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
@@ -342,14 +347,20 @@ class HeadWait:
         conn.ws_head_bytes = b""
         state = "ready"
         timeout = sock.gettimeout()
-        sock.settimeout(0)
+        # A plain socket with a timeout has a non-blocking descriptor, and a
+        # read(2) of it never waits: no timeout to switch off and back on, two
+        # system calls per read that also hand the GIL to other threads.
+        # A blocking socket, or a TLS one (whose recv() decrypts), switches.
+        direct = _READ_DESCRIPTORS and timeout is not None and type(sock) is socket.socket
+        if not direct:
+            sock.settimeout(0)
         try:
             while _HEAD_END.search(buffer.lstrip(b"\r\n")) is None:
                 if len(buffer) > self.max_size:
                     state = "too large"
                     break
                 try:
-                    chunk = sock.recv(_RECV_SIZE)
+                    chunk = os.read(sock.fileno(), _RECV_SIZE) if direct else sock.recv(_RECV_SIZE)
                 except _WOULD_BLOCK:
                     state = "wait"
                     break
@@ -359,8 +370,9 @@ class HeadWait:
         except (OSError, ValueError):
             state = "ready"
         finally:
-            with contextlib.suppress(OSError):
-                sock.settimeout(timeout)
+            if not direct:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(timeout)
         if state == "wait":
             conn.ws_head_bytes = buffer
         else:

@@ -84,6 +84,8 @@ class _Handover(Handover):
     ) -> None:
         self._handler: WebSocketHandler | None = handler
         self.manager = manager
+        # What accept() returned: getpeername() spared.
+        self.peer_address = handler.client_address
         if raw_headers is not None:
             self.raw_headers = raw_headers
         elif raw_lines is not None:

@@ -85,6 +85,8 @@ class _Handover(Handover):
         self._handler = handler
         self.manager = manager
         self.raw_headers = raw_headers
+        # What accept() returned (TLS included): getpeername() spared.
+        self.peer_address = handler.client_address
 
     def detach(self) -> tuple[socket.socket, bytes]:
         handler = self._handler

@@ -109,6 +109,8 @@ def run_cherrypy(host: str, port: int) -> None:
             "engine.autoreload.on": False,
             "log.screen": False,
             "checker.on": False,
+            # The worker count of our CherryPy example, for a like-for-like run.
+            "server.thread_pool": 4,
         }
     )
     WebSocketPlugin(cherrypy.engine).subscribe()
