@@ -7,13 +7,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ._descriptors import reserve_descriptor_table
 from .base import Manager
 from .threaded import ThreadedManager
 
 if TYPE_CHECKING:
     from .gevent import GeventManager
 
-__all__ = ["GeventManager", "Manager", "ThreadedManager"]
+__all__ = ["GeventManager", "Manager", "ThreadedManager", "reserve_descriptor_table"]
 
 
 def __getattr__(name: str) -> Any:

@@ -26,6 +26,7 @@ from websockets.frames import Frame
 from ..broker import Broker, InProcessBroker
 from ..connection import Connection, RLockLike, TimerHandle, encode_frames, receive_buffer
 from ..exceptions import WebSocketClosed
+from ._descriptors import reserve_descriptor_table
 
 if TYPE_CHECKING:
     from ..websocket import SendData, WebSocket
@@ -83,7 +84,15 @@ class Manager(abc.ABC):
     rooms in every process subscribed to the same Redis.
     """
 
+    #: Descriptors the process's descriptor table is grown to hold when a
+    #: manager is made or started (capped by the soft ``RLIMIT_NOFILE``; Linux
+    #: only; 0: leave it). Growing it as connections arrive stalls a
+    #: multi-threaded server for a kernel RCU grace period at each doubling;
+    #: see :func:`~ws4py_integrations.manager.reserve_descriptor_table`.
+    descriptor_reserve: int = 65536
+
     def __init__(self, *, broker: Broker | None = None) -> None:
+        reserve_descriptor_table(self.descriptor_reserve)
         self._broker: Broker = broker if broker is not None else InProcessBroker()
         self._registry: dict[Connection, None] = {}
         self._registry_lock = threading.Lock()
@@ -138,6 +147,8 @@ class Manager(abc.ABC):
             if self._stopped:
                 raise RuntimeError("this manager was stopped; create a new one")
             self._started = True
+        # Again, in case this process is a fork of the one that made the manager.
+        reserve_descriptor_table(self.descriptor_reserve)
         self._start_backend()
         self.broker.attach(self)
 
