@@ -98,3 +98,25 @@ def test_a_refused_reservation_is_no_error() -> None:
         """
     )
     assert reserved == "0"
+
+
+def test_a_gevent_manager_leaves_a_single_threaded_process_alone_until_it_has_threads() -> None:
+    alone, threaded = run(
+        """
+        resource.setrlimit(resource.RLIMIT_NOFILE, (20000, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        import threading
+        from ws4py_integrations.manager.gevent import GeventManager
+        manager = GeventManager()
+        print(fdsize(), flush=True)
+        release = threading.Event()
+        thread = threading.Thread(target=release.wait)
+        thread.start()
+        manager.start()  # a second OS thread now: the table is grown
+        print(fdsize(), flush=True)
+        release.set()
+        thread.join()
+        manager.stop()
+        """
+    )
+    assert int(alone) < 1024
+    assert int(threaded) >= 20000

@@ -8,7 +8,8 @@ opening the descriptor (accepting a connection) stands still meanwhile:
 measured on the benchmark machine, 8 to 24 ms per growth with two threads
 (0.01 ms with one), six growths on the way to 10,000 connections, during
 which handshakes stop. Growing the table once, when a manager is made, moves
-that wait out of the way; a single-threaded process does not wait at all.
+that wait out of the way; a single-threaded process does not wait at all,
+and managers leave its table alone (a larger table is no help to it).
 The table takes 8 bytes per descriptor of kernel memory (512 KiB for 65,536).
 """
 
@@ -21,7 +22,7 @@ import threading
 
 logger = logging.getLogger("ws4py_integrations.manager")
 
-__all__ = ["reserve_descriptor_table"]
+__all__ = ["native_thread_count", "reserve_descriptor_table"]
 
 _lock = threading.Lock()
 # (pid, size): a forked child gets a table sized to its open descriptors, so
@@ -68,3 +69,12 @@ def reserve_descriptor_table(count: int) -> int:
         _reserved = (pid, count)
     logger.debug("descriptor table grown to hold %d descriptors", count)
     return count
+
+
+def native_thread_count() -> int:
+    """The operating system threads of this process (greenlets are not
+    threads); 2 when it cannot tell, so that callers take it as threaded."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 2

@@ -26,7 +26,7 @@ from websockets.frames import Frame
 from ..broker import Broker, InProcessBroker
 from ..connection import Connection, RLockLike, TimerHandle, encode_frames, receive_buffer
 from ..exceptions import WebSocketClosed
-from ._descriptors import reserve_descriptor_table
+from ._descriptors import native_thread_count, reserve_descriptor_table
 
 if TYPE_CHECKING:
     from ..websocket import SendData, WebSocket
@@ -85,14 +85,18 @@ class Manager(abc.ABC):
     """
 
     #: Descriptors the process's descriptor table is grown to hold when a
-    #: manager is made or started (capped by the soft ``RLIMIT_NOFILE``; Linux
-    #: only; 0: leave it). Growing it as connections arrive stalls a
-    #: multi-threaded server for a kernel RCU grace period at each doubling;
-    #: see :func:`~ws4py_integrations.manager.reserve_descriptor_table`.
+    #: manager is made or started, if the process has several threads then
+    #: (capped by the soft ``RLIMIT_NOFILE``; Linux only; 0: leave it).
+    #: Growing it as connections arrive stalls a multi-threaded server for a
+    #: kernel RCU grace period at each doubling; a single-threaded one does
+    #: not stall, and keeps its table small. See
+    #: :func:`~ws4py_integrations.manager.reserve_descriptor_table`.
     descriptor_reserve: int = 65536
+    # Whether the backend runs threads of its own (then the process will have several).
+    _threaded_backend = False
 
     def __init__(self, *, broker: Broker | None = None) -> None:
-        reserve_descriptor_table(self.descriptor_reserve)
+        self._reserve_descriptors()
         self._broker: Broker = broker if broker is not None else InProcessBroker()
         self._registry: dict[Connection, None] = {}
         self._registry_lock = threading.Lock()
@@ -115,6 +119,10 @@ class Manager(abc.ABC):
         self._writing: set[Connection] = set()
         #: What connections receive into (see :class:`~ws4py_integrations.connection.Backend`).
         self.recv_buffer = receive_buffer()
+
+    def _reserve_descriptors(self) -> None:
+        if self.descriptor_reserve > 0 and (self._threaded_backend or native_thread_count() > 1):
+            reserve_descriptor_table(self.descriptor_reserve)
 
     @property
     def broker(self) -> Broker:
@@ -147,8 +155,9 @@ class Manager(abc.ABC):
             if self._stopped:
                 raise RuntimeError("this manager was stopped; create a new one")
             self._started = True
-        # Again, in case this process is a fork of the one that made the manager.
-        reserve_descriptor_table(self.descriptor_reserve)
+        # Again: this process may be a fork of the one that made the manager,
+        # or have started threads since.
+        self._reserve_descriptors()
         self._start_backend()
         self.broker.attach(self)
 

@@ -108,6 +108,8 @@ class ThreadedManager(Manager):
     :class:`~ws4py_integrations.Manager`).
     """
 
+    _threaded_backend = True
+
     def __init__(
         self,
         *,
