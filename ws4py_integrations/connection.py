@@ -396,11 +396,16 @@ class Connection:
                     if target is None:
                         view = self.backend.recv_buffer
                         data = bytes(view[: self.io.recv_into(view[:_HEADER_MAX] if peek else view)])
+                    elif type(target.obj) is not bytearray:
+                        # A mapping placed for the kernel's copy (protocol._REGION_OFFSET).
+                        with target:
+                            received = self.io.recv_into(target)
+                        data = b""
                     else:
-                        # Through the backend's buffer (see receive_buffer): the
-                        # payload's own is a bytearray, whose bytes start 16 bytes
-                        # into a page, and the kernel's copy straight into it cost
-                        # several times that copy plus the one below.
+                        # Through the backend's buffer (see receive_buffer): a
+                        # bytearray's bytes start where malloc put them, often 16
+                        # bytes into a page, and the kernel's copy straight into
+                        # it cost several times that copy plus the one below.
                         view = self.backend.recv_buffer
                         with target:
                             received = self.io.recv_into(view[: len(target)])

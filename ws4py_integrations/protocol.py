@@ -16,6 +16,7 @@ layer owns is turning frames into messages, strictly:
 from __future__ import annotations
 
 import codecs
+import mmap
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
@@ -58,8 +59,9 @@ class _Reader(StreamReader):
         # How many bytes the read the parser waits in asks for.
         self.want = 0
         # A large payload being received in place (MessageProtocol.payload_target):
-        # its own buffer and how much of it is filled; ``buffer`` stays empty meanwhile.
-        self.target: bytearray | None = None
+        # its own buffer (a view of a mapping, or a bytearray) and how much of
+        # it is filled; ``buffer`` stays empty meanwhile.
+        self.target: memoryview | bytearray | None = None
         self.filled = 0
         self.head: bytes | bytearray = b""
         self.mask: bytes | bytearray = b""
@@ -73,6 +75,12 @@ class _Reader(StreamReader):
         self.frame_serial += 1
         self.reads = 0
         return (yield from super().at_eof())
+
+    def feed_data(self, data: bytes | bytearray) -> None:
+        # Feeding nothing changes nothing, and the buffer may then be a payload
+        # received into a mapping (a memoryview, which has no +=).
+        if data or self.eof:
+            super().feed_data(data)
 
     def read_exact(self, n: int) -> Generator[None, None, bytearray]:
         # StreamReader.read_exact, inline (one generator layer less per read),
@@ -128,6 +136,22 @@ TARGET_START = 256 * 1024
 # Only the parser held it (it unmasks into new bytes), so nothing sees it again.
 _spare: list[bytearray] = []
 SPARE_MAX = 4 * 2**20
+# A payload of up to SPARE_MAX bytes is received into an anonymous mapping of
+# its own, _REGION_OFFSET bytes into a page; a larger one (or where there are
+# no private mappings: Windows) into a bytearray that grows as it fills.
+#
+# Why a mapping: its pages become resident only as they are written, so a
+# mapping of the largest size costs an announced length only address space,
+# and its page offset is ours to choose. A client's frame of 64 KiB or more
+# usually starts a page of the kernel's buffer, its payload 14 bytes in
+# (header and mask): 2 KiB apart within a page, the kernel's copy straight
+# into the mapping stays clear of 4K aliasing (see connection.receive_buffer),
+# where a bytearray's bytes start wherever malloc put them and had to come
+# through the receive buffer, one copy more. Server CPU per 1 MiB echoed, on
+# one core: 498 -> 447 us on wsgiref, 543 -> 471 us on CherryPy.
+_REGION_OFFSET: int | None = 0x800 + 14 if hasattr(mmap, "MAP_PRIVATE") else None
+# One spare mapping per process, like the spare bytearray.
+_spare_regions: list[mmap.mmap] = []
 
 
 class MessageProtocol(ServerProtocol):
@@ -231,10 +255,13 @@ class MessageProtocol(ServerProtocol):
             ):
                 return None
             buffer = reader.buffer
-            target = _take_spare(want, max(4 * len(buffer), TARGET_START))
+            target = _take_region(want) if want <= SPARE_MAX else None
+            if target is None:
+                target = _take_spare(want, max(4 * len(buffer), TARGET_START))
             target[: len(buffer)] = buffer
             reader.target, reader.filled, reader.buffer = target, len(buffer), bytearray()
-        elif reader.filled == len(target):
+        elif reader.filled == len(target) and isinstance(target, bytearray):
+            # (A mapping's view has the payload's length from the start.)
             target += bytes(min(reader.want, 4 * len(target)) - len(target))
         return memoryview(target)[reader.filled :]
 
@@ -265,10 +292,16 @@ class MessageProtocol(ServerProtocol):
         reader: _Reader = self.reader  # type: ignore[assignment]
         assert reader.target is not None and len(reader.target) == reader.want
         target = reader.target
-        reader.buffer, reader.target = target, None
+        # A mapping's view too: the parser only unmasks it (into new bytes).
+        reader.buffer, reader.target = target, None  # type: ignore[assignment]
         ServerProtocol.receive_data(self, b"")
         self.large_next = True
-        if reader.buffer is not target and len(target) <= SPARE_MAX and not _spare:
+        if reader.buffer is target:
+            return  # the parser did not take it (it never holds it after unmasking)
+        if isinstance(target, memoryview):
+            if not _spare_regions:
+                _spare_regions.append(target.obj)  # type: ignore[arg-type]
+        elif len(target) <= SPARE_MAX and not _spare:
             _spare.append(target)
 
     def _text_payload(self) -> bool:
@@ -444,6 +477,22 @@ class MessageProtocol(ServerProtocol):
         reader.target = None
         reader.partial = None
         reader.head = reader.mask = b""
+
+
+def _take_region(want: int) -> memoryview | None:
+    """A view of ``want`` (at most ``SPARE_MAX``) bytes of the spare mapping or
+    a new one; ``None`` where there are no mappings or no more can be made."""
+    offset = _REGION_OFFSET
+    if offset is None:
+        return None
+    try:
+        region = _spare_regions.pop()
+    except IndexError:
+        try:
+            region = mmap.mmap(-1, SPARE_MAX + offset, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        except OSError:
+            return None  # out of address space or of mappings (vm.max_map_count)
+    return memoryview(region)[offset : offset + want]
 
 
 def _take_spare(want: int, size: int) -> bytearray:

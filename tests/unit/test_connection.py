@@ -138,9 +138,18 @@ def test_read_from_the_socket_until_eof(pair: Any, backend: FakeBackend) -> None
     assert backend.lost == [conn]
 
 
-def test_a_large_payload_comes_through_the_backend_s_receive_buffer(pair: Any, backend: FakeBackend) -> None:
-    # The kernel copies into the backend's (cache-hot) buffer, at most its size at
-    # a time, and the payload's own buffer gets it from there.
+@pytest.mark.parametrize("into", ["mapping", "bytearray"])
+def test_a_large_payload_comes_through_the_backend_s_receive_buffer_or_into_a_mapping(
+    pair: Any, backend: FakeBackend, into: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Into a mapping placed for the kernel's copy, the payload goes straight
+    # from the socket (protocol._REGION_OFFSET). Into a bytearray it comes
+    # through the backend's (cache-hot) buffer, at most its size at a time.
+    from ws4py_integrations import protocol as protocol_module
+
+    monkeypatch.setattr(protocol_module, "_spare_regions", [])
+    if into == "bytearray":
+        monkeypatch.setattr(protocol_module, "_REGION_OFFSET", None)
     server, client = pair
     conn = make_connection(server, backend, **NO_TIMERS, max_message_size=None)
     reads: list[tuple[object, int]] = []
@@ -165,7 +174,15 @@ def test_a_large_payload_comes_through_the_backend_s_receive_buffer(pair: Any, b
             break
     backend.run_scheduled()
     assert handler(conn).events[-1] == ("message", payload)
-    assert reads and all(obj is backend.recv_buffer.obj and size <= RECV_SIZE for obj, size in reads)
+    assert reads and reads[0][0] is backend.recv_buffer.obj  # the header, and what came with it
+    if into == "bytearray":
+        assert all(obj is backend.recv_buffer.obj and size <= RECV_SIZE for obj, size in reads)
+    else:
+        assert len(protocol_module._spare_regions) == 1  # the mapping, kept for the next payload
+        region = protocol_module._spare_regions[0]
+        assert all(obj is region for obj, _ in reads[1:])
+        # Each read asks for the rest of the payload.
+        assert [size for _, size in reads[1:]] == sorted((size for _, size in reads[1:]), reverse=True)
     # Most of the payload came in full-sized reads, not byte by byte.
     assert len(reads) < 4 * len(payload) // 65536
 

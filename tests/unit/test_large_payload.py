@@ -1,7 +1,9 @@
 """Large payloads received in place (``MessageProtocol.payload_target``).
 
 The rest of a large binary payload goes straight from the socket into a
-buffer of its own. Differential tests: the same bytes, cut the same way, go
+buffer of its own: a view of an anonymous mapping, or a bytearray for payloads
+over ``SPARE_MAX`` (and where there are no mappings); every test runs both ways.
+Differential tests: the same bytes, cut the same way, go
 to a protocol fed in place and to one fed with ``receive_data`` only (the
 parser's path, itself proven equal to websockets' in test_fast_path); after
 every piece both must show the same messages, bytes to send, state and close
@@ -11,6 +13,9 @@ frames. Then the memory bounds, and the path through a real socket.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import mmap
 import socket
 import struct
 import threading
@@ -29,13 +34,19 @@ from ws4py_integrations.protocol import LARGE_PAYLOAD, SPARE_MAX, TARGET_START, 
 from .helpers import OP_BINARY, OP_CONT, OP_TEXT, FakeBackend, Recorder, client_frame, make_connection, socket_pair
 
 LIMIT = 1 << 20
+# Where payloads go into a mapping (before the fixture below turns it off).
+MAPPING_OFFSET = protocol_module._REGION_OFFSET
 NO_TIMERS: dict[str, Any] = {"ping_interval": None, "read_timeout": None}
 
 
-@pytest.fixture(autouse=True)
-def no_spare() -> None:
-    # Each test starts without the process's spare payload buffer.
-    protocol_module._spare.clear()
+@pytest.fixture(autouse=True, params=["mapping", "bytearray"])
+def buffers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    # Each test starts without the process's spare payload buffers.
+    monkeypatch.setattr(protocol_module, "_spare", [])
+    monkeypatch.setattr(protocol_module, "_spare_regions", [])
+    if request.param == "bytearray":
+        monkeypatch.setattr(protocol_module, "_REGION_OFFSET", None)
+    return str(request.param)
 
 
 def frame(opcode: int, payload: bytes, *, fin: bool = True, mask: bytes = b"\x9a\x01\xff\x42") -> bytes:
@@ -216,7 +227,8 @@ def test_an_announced_length_alone_reserves_little(limit: int | None) -> None:
     assert proto.reader.target is None  # type: ignore[attr-defined]
 
 
-def test_the_spare_buffer_is_reused_cut_and_grown() -> None:
+def test_the_spare_buffer_is_reused_cut_and_grown(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol_module, "_REGION_OFFSET", None)
     proto = protocol(None)
     sizes = [TARGET_START + 5, LARGE_PAYLOAD, 3 * TARGET_START, SPARE_MAX + 1, TARGET_START]
     for i, size in enumerate(sizes):
@@ -233,6 +245,54 @@ def test_the_spare_buffer_is_reused_cut_and_grown() -> None:
     assert target is not None and protocol_module._spare == []
     assert proto.reader.target is spare  # type: ignore[attr-defined]
     target.release()
+
+
+def test_payloads_up_to_spare_max_go_into_one_reused_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    offset = MAPPING_OFFSET
+    assert offset is not None and 0 < offset < mmap.PAGESIZE
+    monkeypatch.setattr(protocol_module, "_REGION_OFFSET", offset)
+    proto = protocol(None)
+    mappings = []
+    for i, size in enumerate([LARGE_PAYLOAD, SPARE_MAX, TARGET_START + 1, SPARE_MAX + 1]):
+        payload = pattern(size, i)
+        data = frame(OP_BINARY, payload)
+        feed_in_place(proto, data[:20], 20, False)
+        target = proto.payload_target()
+        assert target is not None
+        mappings.append(target.obj)
+        if size <= SPARE_MAX:
+            assert isinstance(target.obj, mmap.mmap) and len(target) == size - 6
+            # The payload's first byte sits at the chosen offset into a page
+            # (a mapping starts on a page boundary).
+            start = memoryview(target.obj)[offset:]
+            assert ctypes.addressof(ctypes.c_char.from_buffer(start)) % mmap.PAGESIZE == offset
+            start.release()
+        else:
+            assert isinstance(target.obj, bytearray)  # grown as it fills
+        target.release()
+        assert feed_in_place(proto, data[20:], 1 << 20, False) == len(data) - 20
+        assert proto.inbox[-1].data == payload and type(proto.inbox[-1].data) is bytes
+    # One mapping for all three, kept as the spare.
+    assert mappings[0] is mappings[1] is mappings[2]
+    assert protocol_module._spare_regions == [mappings[0]]
+
+
+def test_a_refused_mapping_falls_back_to_a_bytearray(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol_module, "_REGION_OFFSET", MAPPING_OFFSET)
+
+    def refuse(*args: Any, **kwargs: Any) -> mmap.mmap:
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(protocol_module.mmap, "mmap", refuse)
+    proto = protocol()
+    payload = pattern(TARGET_START + 9, 2)
+    data = frame(OP_BINARY, payload)
+    feed_in_place(proto, data[:20], 20, False)
+    target = proto.payload_target()
+    assert target is not None and isinstance(target.obj, bytearray)
+    target.release()
+    feed_in_place(proto, data[20:], 1 << 20, False)
+    assert [m.data for m in proto.inbox] == [payload]
 
 
 def test_text_and_small_payloads_are_not_received_in_place() -> None:
