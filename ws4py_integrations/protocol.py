@@ -238,7 +238,9 @@ class MessageProtocol(ServerProtocol):
         :meth:`payload_received`, and release the view first.
 
         Only a payload the parser accepted (within the size limit) gets one,
-        and its buffer grows with the bytes received, not the announced length.
+        and the memory it takes grows with the bytes received, not with the
+        announced length: a mapping's pages become resident as they are
+        written, and a bytearray grows as it fills.
         """
         reader: _Reader = self.reader  # type: ignore[assignment]
         target = reader.target

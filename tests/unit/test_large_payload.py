@@ -18,6 +18,7 @@ import errno
 import mmap
 import socket
 import struct
+import sys
 import threading
 import tracemalloc
 from typing import Any
@@ -227,6 +228,35 @@ def test_an_announced_length_alone_reserves_little(limit: int | None) -> None:
     assert proto.reader.target is None  # type: ignore[attr-defined]
 
 
+def resident_kib(region: mmap.mmap) -> int:
+    """How much of ``region`` is resident (mincore(2)): the kernel may merge
+    neighbouring mappings, so /proc/self/smaps cannot tell it apart."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pages = (len(region) + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vector = (ctypes.c_ubyte * pages)()
+    start = ctypes.c_void_p(ctypes.addressof(ctypes.c_char.from_buffer(region)))
+    assert libc.mincore(start, ctypes.c_size_t(len(region)), vector) == 0, ctypes.get_errno()
+    return sum(byte & 1 for byte in vector) * mmap.PAGESIZE // 1024
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mincore(2) through Linux's C library")
+def test_a_mapping_becomes_resident_only_as_the_payload_arrives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(protocol_module, "_REGION_OFFSET", MAPPING_OFFSET)
+    proto = protocol(SPARE_MAX)
+    # 14 bytes announcing the largest payload a mapping takes.
+    proto.receive_data(struct.pack("!BBQ", 0x82, 0xFF, SPARE_MAX) + b"mask")
+    target = proto.payload_target()
+    assert target is not None and len(target) == SPARE_MAX
+    region = target.obj
+    assert isinstance(region, mmap.mmap)
+    assert resident_kib(region) == 0  # the announcement alone: address space, no memory
+    with target:
+        target[:TARGET_START] = b"x" * TARGET_START
+    proto.payload_received(TARGET_START)
+    assert TARGET_START // 1024 <= resident_kib(region) <= TARGET_START // 1024 + 8
+    proto.release()
+
+
 def test_the_spare_buffer_is_reused_cut_and_grown(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(protocol_module, "_REGION_OFFSET", None)
     proto = protocol(None)
@@ -283,7 +313,7 @@ def test_a_refused_mapping_falls_back_to_a_bytearray(monkeypatch: pytest.MonkeyP
     def refuse(*args: Any, **kwargs: Any) -> mmap.mmap:
         raise OSError(errno.ENOMEM, "Cannot allocate memory")
 
-    monkeypatch.setattr(protocol_module.mmap, "mmap", refuse)
+    monkeypatch.setattr(mmap, "mmap", refuse)
     proto = protocol()
     payload = pattern(TARGET_START + 9, 2)
     data = frame(OP_BINARY, payload)
