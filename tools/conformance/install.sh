@@ -27,6 +27,14 @@ pins=(
 suite=autobahntestsuite==25.10.1
 want="${pins[*]} $suite"
 
+# Runs started together (one per server) would otherwise install into the same
+# venv at once, and one of them fail; the second waits, then finds it done.
+if command -v flock >/dev/null 2>&1; then
+  mkdir -p "$(dirname "$venv")"
+  exec 9>"$venv.lock"
+  flock 9
+fi
+
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/wstest" ]; then
   exit 0
 fi
