@@ -9,9 +9,13 @@ no timing anywhere.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import math
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import xml.dom.minidom
@@ -104,6 +108,14 @@ def fake_run() -> dict[str, Any]:
             {"name": "ours-wsgiref", "label": "ours", "family": "ours", "server": "wsgiref", "pinned": True},
             {"name": "ours-wsgiref-unpinned", "label": "ours", "family": "ours", "server": "wsgiref", "pinned": False},
             {"name": "websockets", "label": "websockets", "family": "websockets", "server": None, "pinned": True},
+            {
+                "name": "http-wsgiref",
+                "label": "the HTTP server alone",
+                "family": "http",
+                "server": "wsgiref",
+                "pinned": True,
+                "modes": ["idle"],
+            },
         ],
         "scenarios": {
             "echo-16": {"key": "echo-16", "title": "echo, 16 connections, 32 B text", "mode": "echo", "size": 32},
@@ -116,9 +128,10 @@ def fake_run() -> dict[str, Any]:
                 "websockets": echo_runs(8000, 8500, 9000),
             },
             "idle-1000": {
-                "ours-wsgiref": [{"rss_per_conn_kib": 3.5}],
+                "ours-wsgiref": [{"rss_per_conn_kib": 3.5, "handshakes_per_s": 3000.0}],
                 "ours-wsgiref-unpinned": [{"error": "client timed out"}],
-                "websockets": [{"rss_per_conn_kib": 12.0}],
+                "websockets": [{"rss_per_conn_kib": 12.0, "handshakes_per_s": 2000.0}],
+                "http-wsgiref": [{"rss_per_conn_kib": 0.5, "handshakes_per_s": 2500.0}],
             },
         },
     }
@@ -165,6 +178,17 @@ def test_charts_and_page_from_a_run(tmp_path: Path) -> None:
     assert ".. image:: _static/bench/echo-16.svg" in page
     assert "taskset -c 0" in page and "ours-wsgiref-unpinned" in page
     assert "the machine's noise" in page
+    # The HTTP server alone takes part in idle scenarios only, and is compared on handshakes alone.
+    assert [row[0] for row in report.scenario_table(data, "echo-16")[1]] == [
+        "ours-wsgiref",
+        "ours-wsgiref-unpinned",
+        "websockets",
+    ]
+    assert "http-wsgiref" in [row[0] for row in report.scenario_table(data, "idle-1000")[1]]
+    ratios = {(row[0], row[1], row[2]): row[3:] for row in report.ratio_rows(data)[1]}
+    assert ratios[("ours-wsgiref", "idle-1000", "handshakes/s")] == ["1.50x", "—", "1.20x", "—"]
+    assert ratios[("ours-wsgiref", "idle-1000", "RSS KiB/conn")] == ["0.29x", "—", "—", "—"]
+    assert ratios[("ours-wsgiref", "echo-16", "msg/s")][2] == "—"
     stability = {row[0]: row[2:] for row in report.target_rows(data)[1] if "slowest round" in row[1]}
     # Beside ours, the same ratio of the peers measured in the run (the machine's noise): websockets here, no raw TCP.
     assert stability == {
@@ -172,3 +196,46 @@ def test_charts_and_page_from_a_run(tmp_path: Path) -> None:
         "ours-wsgiref-unpinned": ["0.33x (websockets 0.94x)", "FAIL"],
     }
     assert "Unpinned" in report.pinning_text({**data, "pinning": {"pinned": False}})
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("server", ["cherrypy", "gevent"])
+def test_http_server_alone_answers_the_upgrade_itself(server: str) -> None:
+    """tools/bench/servers/http_floor.py: a 101 with the right accept key, from the HTTP server alone."""
+    pytest.importorskip("cherrypy" if server == "cherrypy" else "gevent")
+    script = ROOT / "tools" / "bench" / "servers" / "http_floor.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--server", server, "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # the ready line; the server prints nothing before it
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line
+        key = base64.b64encode(b"0123456789abcdef")
+        request = (
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", int(match.group(1))), timeout=10) as sock:
+            sock.sendall(request)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                assert chunk, head
+                head += chunk
+        expected = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        assert head.startswith(b"HTTP/1.1 101 ")
+        assert b"Sec-WebSocket-Accept: " + expected + b"\r\n" in head
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

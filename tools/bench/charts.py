@@ -62,6 +62,8 @@ def chart(data: dict[str, Any], key: str) -> str | None:
     metric = report.primary(scenario["mode"], scenario["size"])
     rows: list[tuple[dict[str, Any], tuple[float, float, float, int] | None]] = []
     for comp in data["competitors"]:
+        if not report.takes_part(comp, scenario):
+            continue
         runs = data["results"].get(key, {}).get(comp["name"], [])
         rows.append((comp, report.summary(runs, metric.key)))
     if all(stats is None for _, stats in rows):

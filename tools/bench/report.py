@@ -94,6 +94,12 @@ def primary(mode: str, size: int) -> Metric:
     return IDLE[3] if mode == "idle" else metrics_for(mode, size)[0]
 
 
+def takes_part(comp: dict[str, Any], scenario: dict[str, Any]) -> bool:
+    """Whether competitor ``comp`` runs ``scenario`` (the HTTP servers alone take only the idle ones)."""
+    modes = comp.get("modes") or ()
+    return not modes or scenario["mode"] in modes
+
+
 def summary(runs: Runs, key: str) -> tuple[float, float, float, int] | None:
     """Median, min, max and count of ``key`` over the runs without an error."""
     values = [r[key] for r in runs if "error" not in r and isinstance(r.get(key), int | float) and r[key] == r[key]]
@@ -151,27 +157,35 @@ def scenario_table(data: dict[str, Any], key: str) -> tuple[list[str], list[list
     header = ["competitor", *(m.label for m in metrics)]
     rows = []
     for comp in data["competitors"]:
+        if not takes_part(comp, scenario):
+            continue
         runs = data["results"][key].get(comp["name"], [])
         rows.append([comp["name"], *(cell(runs, m.key) for m in metrics)])
     return header, rows
 
 
 def ratio_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Each of our servers against websockets, ws4py on the same server and raw TCP (primary metrics)."""
+    """Each of our servers against websockets, ws4py on the same server, the same HTTP server alone
+    (idle scenarios) and raw TCP (primary metrics)."""
     names = {c["name"] for c in data["competitors"]}
-    header = ["ours", "scenario", "metric", "÷ websockets", "÷ ws4py same server", "÷ raw TCP"]
+    header = ["ours", "scenario", "metric", "÷ websockets", "÷ ws4py same server", "÷ HTTP server alone", "÷ raw TCP"]
     rows = []
     for comp in data["competitors"]:
         if comp["family"] != "ours":
             continue
         for key, scenario in data["scenarios"].items():
-            metric = primary(scenario["mode"], scenario["size"])
-            ours = median_of(data, key, comp["name"], metric.key)
-            cells = []
-            for ref in ("websockets", f"ws4py-{comp['server']}", "raw"):
-                other = median_of(data, key, ref, metric.key) if ref in names else None
-                cells.append(f"{ours / other:.2f}x" if ours is not None and other else "—")
-            rows.append([comp["name"], key, metric.label, *cells])
+            metrics = [primary(scenario["mode"], scenario["size"])]
+            if scenario["mode"] == "idle":
+                metrics.append(IDLE[0])  # handshakes/s: what the HTTP server alone is compared on
+            for metric in metrics:
+                ours = median_of(data, key, comp["name"], metric.key)
+                cells = []
+                for ref in ("websockets", f"ws4py-{comp['server']}", f"http-{comp['server']}", "raw"):
+                    # The HTTP server alone holds no WebSocket: only its handshakes compare.
+                    comparable = metric is IDLE[0] or not ref.startswith("http-")
+                    other = median_of(data, key, ref, metric.key) if ref in names and comparable else None
+                    cells.append(f"{ours / other:.2f}x" if ours is not None and other else "—")
+                rows.append([comp["name"], key, metric.label, *cells])
     return header, rows
 
 
@@ -220,7 +234,12 @@ def target_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 continue
             ratio = ours / ref
             ok = ratio >= threshold if target.higher_better else ratio <= threshold
-            rows.append([comp["name"], text, f"{ratio:.2f}x", "PASS" if ok else "FAIL"])
+            measured = f"{ratio:.2f}x"
+            alone = median_of(data, target.scenario, f"http-{server}", target.metric)
+            if alone is not None and target.metric == "handshakes_per_s":
+                # What the HTTP server reaches by itself, answering the same requests without a WebSocket.
+                measured += f" (HTTP server alone {alone / ref:.2f}x)"
+            rows.append([comp["name"], text, measured, "PASS" if ok else "FAIL"])
         rows += stability_rows(data, comp["name"])
     return header, rows
 
@@ -462,13 +481,17 @@ def rst(data: dict[str, Any], images: dict[str, str] | None = None) -> str:
         "handshake (idle) or per delivered message (broadcast). The client is not the bottleneck when its "
         "CPU per message is well below the server's and its core is not saturated.",
         "- raw TCP: the same client over plain TCP with fixed-size records (asyncio + uvloop server): the limit.",
+        "- HTTP server alone (``http-cherrypy``, ``http-gevent``; idle scenarios only): the HTTP server our "
+        "adapter runs on, configured as the example configures it, with a WSGI application that answers the "
+        "upgrade with a 101 of its own and leaves the connection to the server as a kept-alive HTTP connection "
+        "(``tools/bench/servers/http_floor.py``): what one request costs that server, without any WebSocket.",
         "",
         heading("Targets", "-"),
         "",
         "In parentheses, the same figure of a reference measured in this run: the raw TCP server's CPU per message "
-        "beside an absolute CPU limit (the machine's floor), and the slowest round ÷ median of raw TCP and "
-        "websockets beside ours (the machine's noise: a round that ran while another tenant took the core is slow "
-        "for any server).",
+        "beside an absolute CPU limit (the machine's floor); the same HTTP server alone beside a handshake ratio "
+        "(its own handshakes/s ÷ websockets'); and the slowest round ÷ median of raw TCP and websockets beside ours "
+        "(the machine's noise: a round that ran while another tenant took the core is slow for any server).",
         "",
     ]
     header, rows = target_rows(data)

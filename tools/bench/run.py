@@ -41,7 +41,9 @@ KNOWN_SERVERS = ("wsgiref", "cherrypy", "gevent", "gunicorn-gevent")
 DEFAULT_SERVERS = ("wsgiref", "cherrypy", "gevent")
 #: Our servers that ws4py 0.6.0 also runs on (``tools/bench/servers/ws4py_server.py``).
 WS4PY_SERVERS = ("wsgiref", "cherrypy", "gevent")
-COMPETITOR_FAMILIES = ("websockets", "ws4py", "gevent-websocket", "raw")
+COMPETITOR_FAMILIES = ("websockets", "ws4py", "gevent-websocket", "http", "raw")
+#: Our servers whose HTTP server runs alone as the "http" family (tools/bench/servers/http_floor.py).
+HTTP_ALONE_SERVERS = ("cherrypy", "gevent")
 READY_RE = re.compile(r"https?://127\.0\.0\.1:(\d+)/")
 #: The gunicorn worker's pid in its ready line (tools/bench/servers/gunicorn_conf.py).
 WORKER_PID_RE = re.compile(r"gunicorn-gevent worker (\d+): https?://")
@@ -98,12 +100,14 @@ class Competitor:
 
     name: str
     label: str
-    family: str  # ours, ws4py, websockets, gevent-websocket, raw
+    family: str  # ours, ws4py, websockets, gevent-websocket, http, raw
     venv: str | None  # None: the project venv
     argv: list[str]
     server: str | None = None
     raw: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    #: The client scenarios (Scenario.mode) this server can take part in; empty: all.
+    modes: tuple[str, ...] = ()
 
     #: Working directory (a frozen copy of the project for our servers).
     cwd: Path | None = None
@@ -352,6 +356,20 @@ def build_competitors(servers: list[str], families: list[str], variants: list[st
                 [str(servers_dir / "websockets_server.py")],
             )
         )
+    if "http" in families:
+        for server in HTTP_ALONE_SERVERS:
+            if server in servers and ours_available(server) is None:
+                result.append(
+                    Competitor(
+                        f"http-{server}",
+                        f"{server}'s HTTP server alone, answering 101 by hand (idle only)",
+                        "http",
+                        None,
+                        [str(servers_dir / "http_floor.py"), "--server", server],
+                        server,
+                        modes=("idle",),
+                    )
+                )
     if "raw" in families:
         result.append(
             Competitor("raw", "raw TCP echo (uvloop)", "raw", "client", [str(servers_dir / "raw_server.py")], raw=True)
@@ -538,6 +556,8 @@ def run(competitors: list[Competitor], settings: Settings) -> dict[str, dict[str
             shift = rnd % len(competitors)
             order = competitors[shift:] + competitors[:shift]
             for competitor in order:
+                if competitor.modes and scenario.mode not in competitor.modes:
+                    continue
                 t0 = time.monotonic()
                 result = measure(competitor, scenario, settings)
                 results[key][competitor.name].append(result)
@@ -744,7 +764,14 @@ def main(argv: list[str] | None = None) -> int:
         "pinning": pin.as_json() if pin is not None else UNPINNED_JSON,
         "settings": vars(settings),
         "competitors": [
-            {"name": c.name, "label": c.label, "family": c.family, "server": c.server, "pinned": c.pin is not None}
+            {
+                "name": c.name,
+                "label": c.label,
+                "family": c.family,
+                "server": c.server,
+                "pinned": c.pin is not None,
+                "modes": list(c.modes),
+            }
             for c in competitors
         ],
         "scenarios": {key: vars(SCENARIOS[key]) for key in settings.scenarios},

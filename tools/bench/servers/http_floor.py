@@ -1,0 +1,101 @@
+"""An HTTP server alone, answering every upgrade request with a 101 of its own: the floor under ours.
+
+``--server cherrypy``: CherryPy (cheroot) configured as ``examples/_servers/cherrypy.py``
+configures it (the app grafted on ``cherrypy.tree``, ``server.thread_pool`` 4,
+backlog 128), without the WebSocket plugin. ``--server gevent``: ``gevent.pywsgi``,
+monkey-patched first, as ``examples/_servers/gevent.py`` runs it.
+
+The WSGI application computes ``Sec-WebSocket-Accept`` and answers 101; the
+connection then stays with the HTTP server as a kept-alive HTTP connection
+(no WebSocket, no manager, no handler). Only the idle scenarios apply: the
+figures are what the HTTP server itself costs per handshake, which no
+WebSocket library on that server can go below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+if __name__ == "__main__" and "--server" in sys.argv and "gevent" in sys.argv:
+    # Before anything else imports socket or threading, as gevent wants.
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import base64
+import hashlib
+import signal
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    key = environ.get("HTTP_SEC_WEBSOCKET_KEY")
+    if environ.get("HTTP_UPGRADE", "").lower() != "websocket" or not key:
+        start_response("426 Upgrade Required", [("Content-Length", "0")])
+        return []
+    accept = base64.b64encode(hashlib.sha1(key.encode("ascii") + GUID).digest()).decode("ascii")
+    start_response(
+        "101 Switching Protocols",
+        [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Accept", accept)],
+    )
+    return []
+
+
+def ready_line(name: str, host: str, port: int) -> None:
+    print(f"{name} alone: http://{host}:{port}/ (101 by hand, no WebSocket)", flush=True)
+
+
+def run_cherrypy(host: str, port: int) -> None:
+    import cherrypy
+
+    cherrypy.tree.graft(app, "")
+    cherrypy.config.update(
+        {
+            "server.socket_host": host,
+            "server.socket_port": port,
+            "server.thread_pool": 4,
+            "server.socket_queue_size": 128,
+            "engine.autoreload.on": False,
+            "log.screen": False,
+        }
+    )
+    cherrypy.engine.start()
+    bound_host, bound_port = cherrypy.server.bound_addr
+    ready_line("cherrypy", str(bound_host), int(bound_port))
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        cherrypy.engine.exit()
+
+
+def run_gevent(host: str, port: int) -> None:
+    import gevent
+    import gevent.event
+    from gevent import pywsgi
+
+    server = pywsgi.WSGIServer((host, port), app, log=None)
+    server.start()
+    ready_line("gevent", host, server.address[1])
+    stop = gevent.event.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(sig, stop.set)
+    stop.wait()
+    server.stop(timeout=1)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--server", choices=("cherrypy", "gevent"), required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args()
+    (run_cherrypy if args.server == "cherrypy" else run_gevent)(args.host, args.port)
