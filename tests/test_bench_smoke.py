@@ -201,9 +201,9 @@ def test_charts_and_page_from_a_run(tmp_path: Path) -> None:
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("server", ["cherrypy", "gevent"])
 def test_http_server_alone_answers_the_upgrade_itself(server: str) -> None:
-    """tools/bench/servers/http_floor.py: a 101 with the right accept key, from the HTTP server alone."""
+    """tools/bench/servers/http_alone.py: a 101 with the right accept key, from the HTTP server alone."""
     pytest.importorskip("cherrypy" if server == "cherrypy" else "gevent")
-    script = ROOT / "tools" / "bench" / "servers" / "http_floor.py"
+    script = ROOT / "tools" / "bench" / "servers" / "http_alone.py"
     proc = subprocess.Popen(
         [sys.executable, str(script), "--server", server, "--port", "0"],
         stdout=subprocess.PIPE,

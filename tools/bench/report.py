@@ -484,7 +484,7 @@ def rst(data: dict[str, Any], images: dict[str, str] | None = None) -> str:
         "- HTTP server alone (``http-cherrypy``, ``http-gevent``; idle scenarios only): the HTTP server our "
         "adapter runs on, configured as the example configures it, with a WSGI application that answers the "
         "upgrade with a 101 of its own and leaves the connection to the server as a kept-alive HTTP connection "
-        "(``tools/bench/servers/http_floor.py``): what one request costs that server, without any WebSocket.",
+        "(``tools/bench/servers/http_alone.py``): what one request costs that server, without any WebSocket.",
         "",
         heading("Targets", "-"),
         "",

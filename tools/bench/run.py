@@ -42,7 +42,7 @@ DEFAULT_SERVERS = ("wsgiref", "cherrypy", "gevent")
 #: Our servers that ws4py 0.6.0 also runs on (``tools/bench/servers/ws4py_server.py``).
 WS4PY_SERVERS = ("wsgiref", "cherrypy", "gevent")
 COMPETITOR_FAMILIES = ("websockets", "ws4py", "gevent-websocket", "http", "raw")
-#: Our servers whose HTTP server runs alone as the "http" family (tools/bench/servers/http_floor.py).
+#: Our servers whose HTTP server runs alone as the "http" family (tools/bench/servers/http_alone.py).
 HTTP_ALONE_SERVERS = ("cherrypy", "gevent")
 READY_RE = re.compile(r"https?://127\.0\.0\.1:(\d+)/")
 #: The gunicorn worker's pid in its ready line (tools/bench/servers/gunicorn_conf.py).
@@ -365,7 +365,7 @@ def build_competitors(servers: list[str], families: list[str], variants: list[st
                         f"{server}'s HTTP server alone, answering 101 by hand (idle only)",
                         "http",
                         None,
-                        [str(servers_dir / "http_floor.py"), "--server", server],
+                        [str(servers_dir / "http_alone.py"), "--server", server],
                         server,
                         modes=("idle",),
                     )
@@ -786,7 +786,10 @@ def main(argv: list[str] | None = None) -> int:
     if docs is not None and not args.no_docs:
         write_page(data, docs)
     failed = [
-        f"{key}/{name}" for key, per in results.items() for name, runs in per.items() if all("error" in r for r in runs)
+        f"{key}/{name}"
+        for key, per in results.items()
+        for name, runs in per.items()
+        if runs and all("error" in r for r in runs)  # no runs: a scenario the server does not take part in
     ]
     if failed:
         print(f"bench: no numbers for {', '.join(failed)}", flush=True)
