@@ -13,7 +13,9 @@ from ws4py_integrations.cherrypy import WebSocketPlugin
 from . import Ready, wait_for_stop_signal
 
 
-def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, ready: Ready | None = None) -> None:
+def configure(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None) -> None:
+    """Graft ``app`` on ``cherrypy.tree`` and configure CherryPy's server as the examples run it
+    (no WebSocket yet: :func:`run` adds the plugin)."""
     cherrypy.tree.graft(app, "")
     cherrypy.config.update(
         {
@@ -35,6 +37,10 @@ def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, r
     if tls is not None:
         cherrypy.server.ssl_module = "builtin"
         cherrypy.server.ssl_certificate, cherrypy.server.ssl_private_key = tls
+
+
+def run(app: Any, host: str, port: int, *, tls: tuple[str, str] | None = None, ready: Ready | None = None) -> None:
+    configure(app, host, port, tls=tls)
     WebSocketPlugin(cherrypy.engine).subscribe()
     cherrypy.engine.start()
     if tls is not None:

@@ -1,8 +1,8 @@
 """An HTTP server alone, answering every upgrade request with a 101 of its own.
 
-``--server cherrypy``: CherryPy (cheroot) configured as ``examples/_servers/cherrypy.py``
-configures it (the app grafted on ``cherrypy.tree``, ``server.thread_pool`` 4,
-backlog 128), without the WebSocket plugin. ``--server gevent``: ``gevent.pywsgi``,
+``--server cherrypy``: CherryPy (cheroot) configured by the examples' own
+``examples._servers.cherrypy.configure`` (the app grafted on ``cherrypy.tree``,
+``server.thread_pool`` 4, backlog 128), without the WebSocket plugin. ``--server gevent``: ``gevent.pywsgi``,
 monkey-patched first, as ``examples/_servers/gevent.py`` runs it.
 
 The WSGI application computes ``Sec-WebSocket-Accept`` and answers 101; the
@@ -30,7 +30,11 @@ import hashlib
 import signal
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+# The project root, for the examples' own CherryPy configuration.
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -55,17 +59,10 @@ def ready_line(name: str, host: str, port: int) -> None:
 def run_cherrypy(host: str, port: int) -> None:
     import cherrypy
 
-    cherrypy.tree.graft(app, "")
-    cherrypy.config.update(
-        {
-            "server.socket_host": host,
-            "server.socket_port": port,
-            "server.thread_pool": 4,
-            "server.socket_queue_size": 128,
-            "engine.autoreload.on": False,
-            "log.screen": False,
-        }
-    )
+    from examples._servers.cherrypy import configure
+
+    # Exactly as the examples configure it; they then add the WebSocket plugin, not done here.
+    configure(app, host, port)
     cherrypy.engine.start()
     bound_host, bound_port = cherrypy.server.bound_addr
     ready_line("cherrypy", str(bound_host), int(bound_port))
