@@ -7,11 +7,10 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import signal  # noqa: E402
 from typing import Any  # noqa: E402
 
-import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
+from gevent_serve import serve_until_signal  # noqa: E402
 from geventwebsocket.handler import WebSocketHandler  # noqa: E402
 
 CLIENTS: set[Any] = set()
@@ -53,14 +52,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     server = WSGIServer((args.host, args.port), app, handler_class=WebSocketHandler, log=None)
-    server.start()
-    host, port = server.address[:2]
-    print(f"gevent-websocket: http://{host}:{port}/ (WebSocket at /ws and /broadcast)", flush=True)
-    stopped = gevent.event.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, stopped.set)
-    stopped.wait()
-    server.stop(timeout=5)
+    serve_until_signal(server, "gevent-websocket: {url} (WebSocket at /ws and /broadcast)")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 ``--server cherrypy``: CherryPy (cheroot) configured by the examples' own
 ``examples._servers.cherrypy.configure`` (the app grafted on ``cherrypy.tree``,
-``server.thread_pool`` 4, backlog 128), without the WebSocket plugin. ``--server gevent``: ``gevent.pywsgi``,
-monkey-patched first, as ``examples/_servers/gevent.py`` runs it.
+``server.thread_pool`` 4, backlog 128), without the WebSocket plugin.
+``--server gevent``: ``gevent.pywsgi``, monkey-patched first, as
+``examples/_servers/gevent.py`` runs it.
 
 The WSGI application computes ``Sec-WebSocket-Accept`` and answers 101; the
 connection then stays with the HTTP server as a kept-alive HTTP connection
@@ -52,8 +53,7 @@ def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable
     return []
 
 
-def ready_line(name: str, host: str, port: int) -> None:
-    print(f"{name} alone: http://{host}:{port}/ (101 by hand, no WebSocket)", flush=True)
+READY = "{name} alone: {url} (101 by hand, no WebSocket)"
 
 
 def run_cherrypy(host: str, port: int) -> None:
@@ -65,7 +65,7 @@ def run_cherrypy(host: str, port: int) -> None:
     configure(app, host, port)
     cherrypy.engine.start()
     bound_host, bound_port = cherrypy.server.bound_addr
-    ready_line("cherrypy", str(bound_host), int(bound_port))
+    print(READY.format(name="cherrypy", url=f"http://{bound_host}:{bound_port}/"), flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -77,18 +77,10 @@ def run_cherrypy(host: str, port: int) -> None:
 
 
 def run_gevent(host: str, port: int) -> None:
-    import gevent
-    import gevent.event
     from gevent import pywsgi
+    from gevent_serve import serve_until_signal
 
-    server = pywsgi.WSGIServer((host, port), app, log=None)
-    server.start()
-    ready_line("gevent", host, server.address[1])
-    stop = gevent.event.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, stop.set)
-    stop.wait()
-    server.stop(timeout=1)
+    serve_until_signal(pywsgi.WSGIServer((host, port), app, log=None), READY.replace("{name}", "gevent"))
 
 
 if __name__ == "__main__":

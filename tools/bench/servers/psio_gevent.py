@@ -11,10 +11,9 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
-import signal  # noqa: E402
 
-import gevent  # noqa: E402
 from gevent.pywsgi import WSGIServer  # noqa: E402
+from gevent_serve import serve_until_signal  # noqa: E402
 from geventwebsocket.handler import WebSocketHandler  # noqa: E402
 from psio_app import make_app  # noqa: E402
 
@@ -25,14 +24,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
     server = WSGIServer((args.host, args.port), make_app("gevent"), handler_class=WebSocketHandler, log=None)
-    server.start()
-    host, port = server.address[:2]
-    print(f"python-socketio gevent: http://{host}:{port}/ (Socket.IO at /socket.io/)", flush=True)
-    stopped = gevent.event.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(sig, stopped.set)
-    stopped.wait()
-    server.stop(timeout=5)
+    serve_until_signal(server, "python-socketio gevent: {url} (Socket.IO at /socket.io/)")
 
 
 if __name__ == "__main__":
