@@ -115,6 +115,32 @@ def test_stopping_the_server_sends_1001_to_every_connection() -> None:
         assert codes == [1001] * 5
 
 
+def test_a_stop_between_the_101_and_the_manager_still_sends_1001() -> None:
+    """The window the upgrade and a shutdown can race in: the client has its 101,
+    the manager stops before it takes the connection; the client gets 1001, not 1006."""
+    handed_over, stopped = threading.Event(), threading.Event()
+
+    class Late(ThreadedManager):
+        def run(self, conn: Any, buffered: bytes = b"") -> None:
+            handed_over.set()
+            assert stopped.wait(10)
+            super().run(conn, buffered)
+
+    manager = Late(name="late")
+    apps.drain_events()
+    with serve(apps.make_app(), manager=manager) as running:
+        with connect(running.ws_url("/record"), open_timeout=10) as ws:
+            assert handed_over.wait(10)
+            manager.stop()
+            stopped.set()
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=10)
+            assert info.value.rcvd is not None
+            assert (info.value.rcvd.code, info.value.rcvd.reason) == (1001, "server shutting down")
+        with pytest.raises(TimeoutError):
+            apps.wait_event("opened", "/record", timeout=0.2)  # the handler never opened
+
+
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 

@@ -810,6 +810,33 @@ class Connection:
         self.backend.schedule(self, self._dispatch, self.websocket.closed, self.closed_code, self.closed_reason)
         self.backend.connection_lost(self)
 
+    def close_unstarted(self, code: int, reason: str) -> None:
+        """Close a connection that will never run (its manager stopped between
+        the 101 and :meth:`~ws4py_integrations.manager.Manager.run`): send the
+        close frame without waiting for the answer, then close the socket.
+
+        The client sees ``code`` rather than an abrupt 1006. The handler was
+        never opened, so none of its callbacks run.
+        """
+        with self.lock:
+            if self.finalized:
+                return
+            self.finalized = True
+            self.protocol.send_close(code, reason)
+            frame = b"".join(self.protocol.data_to_send())
+            self.protocol.release()
+        sock = self.sock
+        try:
+            # A few dozen bytes into a new connection's empty send buffer:
+            # never worth blocking a server thread for.
+            sock.setblocking(False)
+            sock.send(frame)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            logger.debug("%s: the close frame was not sent: %s", self.id, exc)
+        finally:
+            sock.close()
+
     # -- read timeout -------------------------------------------------------------
 
     def _arm_read_timer(self, mid_frame: bool) -> None:

@@ -282,25 +282,38 @@ def test_a_manager_stopped_before_starting_and_a_late_run() -> None:
     mgr = ThreadedManager()
     mgr.stop()
     assert not mgr.accepting
+    with pytest.raises(RuntimeError, match="was stopped"):
+        mgr.start()
     server, client = socket.socketpair()
     conn = Connection(server, accept(), OPTIONS, ENVIRON, mgr, handler_class())
-    with pytest.raises(RuntimeError, match="was stopped"):
-        mgr.run(conn)
+    mgr.run(conn)  # a connection upgraded meanwhile is closed with 1001
+    assert server.fileno() == -1
+    client.settimeout(TIMEOUT)
+    assert client.recv(4)[:4] == bytes((0x88, 22)) + (1001).to_bytes(2, "big")
     client.close()
-    server.close()
 
 
-def test_a_run_after_stop_drops_the_connection(caplog: Any) -> None:
+def test_a_run_after_stop_closes_the_connection_with_1001(caplog: Any) -> None:
     mgr = ThreadedManager()
     mgr.start()
     mgr.start()  # idempotent
     server, client = socket.socketpair()
-    conn = Connection(server, accept(), OPTIONS, ENVIRON, mgr, handler_class())
+    cls = handler_class()
+    conn = Connection(server, accept(), OPTIONS, ENVIRON, mgr, cls)
     mgr.stop()  # between the handshake and run()
     with caplog.at_level(logging.INFO, "ws4py_integrations.manager"):
         mgr.run(conn)
     assert "the manager stopped during the handshake" in caplog.text
     assert server.fileno() == -1
+    # The client gets a close frame (1001), then the end of the stream.
+    client.settimeout(TIMEOUT)
+    received = b""
+    while chunk := client.recv(4096):
+        received += chunk
+    reason = b"server shutting down"
+    assert received == bytes((0x88, 2 + len(reason))) + (1001).to_bytes(2, "big") + reason
+    assert cls.events.empty()  # never opened, so never closed either
+    conn.close_unstarted(1001, "again")  # idempotent: nothing sent, nothing raised
     client.close()
 
 

@@ -201,9 +201,16 @@ class Manager(abc.ABC):
         """Run ``conn``, whose 101 has been sent; ``buffered`` are bytes the
         server read past the request head (processed before anything else).
 
-        A manager that was stopped meanwhile drops the connection (1006).
+        A manager that was stopped meanwhile closes the connection with 1001
+        at once (without waiting for the client's answer); the handler never
+        opens.
         """
-        self.start()
+        try:
+            self.start()
+        except RuntimeError:
+            if not self._stopped:
+                raise
+            # Stopped before it ever started: the same answer as below.
         with self._registry_lock:
             if self._stopped:
                 stopped = True
@@ -212,8 +219,8 @@ class Manager(abc.ABC):
                 self._registry[conn] = None
                 self._accepted += 1
         if stopped:
-            logger.info("%s: dropped: the manager stopped during the handshake", conn.id)
-            conn.sock.close()
+            logger.info("%s: closed with 1001: the manager stopped during the handshake", conn.id)
+            conn.close_unstarted(1001, "server shutting down")
             return
         # Frames are coalesced already; Nagle would only add latency.
         # OSError: not TCP (a socket pair) or already gone: nothing to tune.
