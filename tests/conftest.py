@@ -18,6 +18,41 @@ def pytest_report_header() -> str:
     return f"servers under test: {', '.join(SERVERS)}"
 
 
+def _shares_a_module_server(item: pytest.Item) -> bool:
+    """Whether ``item`` uses (directly or not) a module-scoped parametrized fixture."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return False
+    return any(
+        definitions[-1].scope == "module" and definitions[-1].params is not None
+        for definitions in info.name2fixturedefs.values()
+        if definitions
+    )
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """In each module, the tests that share no module-scoped server run first.
+
+    pytest keeps a module's shared server up until the module's last test of
+    that parameter; CherryPy allows one server per process, so a test starting
+    a CherryPy server of its own after it would fail, depending on which tests
+    were selected (``-k cherrypy`` did). After pytest's own reordering (trylast),
+    which only groups the shared servers' tests: the order among those stays.
+    """
+    start = 0
+    while start < len(items):
+        end = start
+        module = items[start].module if isinstance(items[start], pytest.Function) else None
+        while end < len(items) and (items[end].module if isinstance(items[end], pytest.Function) else None) is module:
+            end += 1
+        run = items[start:end]
+        items[start:end] = [i for i in run if not _shares_a_module_server(i)] + [
+            i for i in run if _shares_a_module_server(i)
+        ]
+        start = end
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

@@ -17,15 +17,20 @@ from websockets.sync.client import ClientConnection, connect
 from tests.support import app
 from tests.support.client import RawClient
 from tests.support.servers import RunningServer, serve
+from ws4py_integrations import WebSocketMiddleware
 
 __all__ = ["LogWatcher", "assert_serving", "hardening_server", "raw", "ws_client"]
 
 
 @contextmanager
-def hardening_server(name: str, **overrides: Any) -> Iterator[RunningServer]:
-    """The hardening app on server adapter ``name`` (plain ws, 127.0.0.1, port 0)."""
+def hardening_server(name: str, routes: dict[str, Any] | None = None, **overrides: Any) -> Iterator[RunningServer]:
+    """The hardening app on server adapter ``name`` (plain ws, 127.0.0.1, port 0);
+    ``routes`` (path: endpoint) come before the app's own."""
     app.drain_events()
-    with serve(name, app.make_app(app.not_found, **overrides)) as running:
+    application = app.make_app(app.not_found, **overrides)
+    if routes:
+        application = WebSocketMiddleware(application, routes)
+    with serve(name, application) as running:
         running.extra["client_ssl"] = None
         yield running
     app.drain_events()
