@@ -349,6 +349,28 @@ def background_note(data: dict[str, Any]) -> str | None:
 # -- text ------------------------------------------------------------------------
 
 
+def repeats_note(data: dict[str, Any]) -> str:
+    """How disturbed measurements were handled in this run (its settings, and how many there were)."""
+    settings = data["settings"]
+    limit = settings.get("repeat_above")
+    if limit is None:
+        return (
+            "Measurements disturbed by other processes were not repeated in this run: every round counts as measured."
+        )
+    kept = [r for per in data["results"].values() for runs in per.values() for r in runs if "error" not in r]
+    repeated = [r for r in kept if r.get("disturbed")]
+    attempts = sum(len(r["disturbed"]) for r in repeated)
+    still = sum(1 for r in kept if r.get("still_disturbed"))
+    return (
+        f"A measurement during which other processes used more than {limit:g} cores (a neighbour on the shared "
+        f"machine; the machine's own network processing stays under that) was measured again with a fresh server, "
+        f"at most {settings.get('repeats', 0)} times, the same rule for every competitor. In this run "
+        f"{len(repeated)} of {len(kept)} measurements were repeated ({attempts} disturbed attempt(s) set aside; "
+        f'they stay in the JSON under ``"disturbed"``); {still} remained disturbed after every repeat and show '
+        "the least disturbed of their attempts."
+    )
+
+
 def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
@@ -385,6 +407,7 @@ def text(data: dict[str, Any]) -> str:
     note = background_note(data)
     if note:
         out.append(f"WARNING: {note}")
+    out.append(repeats_note(data).replace("``", ""))
     for key, scenario in data["scenarios"].items():
         header, rows = scenario_table(data, key)
         out += ["", f"== {scenario['title']} ({key})", text_table(header, rows)]
@@ -463,6 +486,8 @@ def rst(data: dict[str, Any], images: dict[str, str] | None = None) -> str:
         f"the order rotating between rounds. Figures are the median of {settings['rounds']} round(s) with "
         "[min-max]; ratios are ratios of medians from this one run. Both CherryPy servers (ours and ws4py's) "
         'run ``server.thread_pool`` 4 (see "Sizing the thread pool" in :doc:`cherrypy`).',
+        "",
+        repeats_note(data),
         "",
         pinning_text(data),
         "",

@@ -135,6 +135,10 @@ class Settings:
     concurrency: int
     scenarios: tuple[str, ...]
     quiet_wait: float = 0.0
+    #: A measurement during which other processes used more than this many
+    #: cores is measured again (``None``: never), at most ``repeats`` times.
+    repeat_above: float | None = None
+    repeats: int = 2
 
 
 def raise_nofile() -> tuple[int, int]:
@@ -545,6 +549,46 @@ def measure(competitor: Competitor, scenario: Scenario, settings: Settings) -> d
     return result
 
 
+def disturbance(result: dict[str, Any]) -> float:
+    """Cores other processes used while ``result`` was measured (0 when unknown)."""
+    value = result.get("other_core")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def measure_undisturbed(competitor: Competitor, scenario: Scenario, settings: Settings) -> dict[str, Any]:
+    """:func:`measure`, again (a fresh server each time) while other processes used more
+    than ``settings.repeat_above`` cores meanwhile, up to ``settings.repeats`` times.
+
+    A neighbour taking a core slows whichever server runs at that moment, and
+    every server alike; the same rule applies to every competitor. The
+    earlier attempts stay in the result, under ``"disturbed"``. When every
+    attempt was disturbed, the least disturbed one is kept and says so.
+    """
+    result = measure(competitor, scenario, settings)
+    limit = settings.repeat_above
+    if limit is None or "error" in result or disturbance(result) <= limit:
+        return result
+    attempts = [result]
+    for _ in range(settings.repeats):
+        print(
+            f"bench: {scenario.key} {competitor.name}: other processes used "
+            f"{disturbance(attempts[-1]):.2f} cores meanwhile (over {limit:g}); measuring again",
+            flush=True,
+        )
+        attempt = measure(competitor, scenario, settings)
+        if "error" in attempt:
+            break
+        attempts.append(attempt)
+        if disturbance(attempt) <= limit:
+            break
+    kept = min(attempts, key=disturbance)
+    others = [a for a in attempts if a is not kept]
+    kept = {**kept, "disturbed": others}
+    if disturbance(kept) > limit:
+        kept["still_disturbed"] = True
+    return kept
+
+
 def run(competitors: list[Competitor], settings: Settings) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """All rounds; within a round every scenario runs every competitor, order rotating."""
     results: dict[str, dict[str, list[dict[str, Any]]]] = {
@@ -559,7 +603,7 @@ def run(competitors: list[Competitor], settings: Settings) -> dict[str, dict[str
                 if competitor.modes and scenario.mode not in competitor.modes:
                     continue
                 t0 = time.monotonic()
-                result = measure(competitor, scenario, settings)
+                result = measure_undisturbed(competitor, scenario, settings)
                 results[key][competitor.name].append(result)
                 print(
                     f"bench: round {rnd + 1}/{settings.rounds} {key:<15} {competitor.name:<17} "
@@ -683,6 +727,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         help="seconds to wait before each measurement for other processes to go quiet (default 10, quick 0)",
     )
+    parser.add_argument(
+        "--repeat-disturbed",
+        type=float,
+        metavar="CORES",
+        help="measure again when other processes used more than CORES cores meanwhile (default 0.15, quick: never; 0: never)",
+    )
+    parser.add_argument(
+        "--max-repeats", type=int, default=2, help="at most this many repeats of one disturbed measurement (default 2)"
+    )
     parser.add_argument("--concurrency", type=int, default=8, help="handshakes in flight while connecting")
     parser.add_argument(
         "--variant",
@@ -706,6 +759,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+#: Cores other processes may use during a measurement before it is repeated:
+#: above what the machine's own network processing shows on a quiet machine
+#: (under 0.12 cores in every scenario of a full run), below what a neighbour
+#: taking a core shows (0.36-0.84 in the round that slowed every server).
+REPEAT_ABOVE = 0.15
+
+
+def repeat_above(given: float | None, quick: bool) -> float | None:
+    if given is None:
+        return None if quick else REPEAT_ABOVE
+    return given if given > 0 else None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report is not None:
@@ -724,6 +790,8 @@ def main(argv: list[str] | None = None) -> int:
         concurrency=args.concurrency,
         scenarios=tuple(args.scenarios or (QUICK if quick else FULL)),
         quiet_wait=args.quiet_wait if args.quiet_wait is not None else (0.0 if quick else 10.0),
+        repeat_above=repeat_above(args.repeat_disturbed, quick),
+        repeats=max(0, args.max_repeats),
     )
     families = args.competitors
     if families is None:
