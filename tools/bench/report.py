@@ -362,8 +362,8 @@ def repeats_note(data: dict[str, Any]) -> str:
     attempts = sum(len(r["disturbed"]) for r in repeated)
     still = sum(1 for r in kept if r.get("still_disturbed"))
     return (
-        f"A measurement during which other processes used more than {limit:g} cores (a neighbour on the shared "
-        f"machine; the machine's own network processing stays under that) was measured again with a fresh server, "
+        f"A measurement during which other processes used more than {limit:g} cores (usually a neighbour on the "
+        f"shared machine: quiet measurements read 0.00-0.04 cores at the median) was measured again with a fresh server, "
         f"at most {settings.get('repeats', 0)} times, the same rule for every competitor. In this run "
         f"{len(repeated)} of {len(kept)} measurements were repeated ({attempts} disturbed attempt(s) set aside; "
         f'they stay in the JSON under ``"disturbed"``); {still} remained disturbed after every repeat and show '
