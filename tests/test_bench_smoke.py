@@ -240,7 +240,10 @@ def test_a_measurement_disturbed_by_other_processes_is_repeated(
     note = report.repeats_note(data)
     assert "more than 0.15 cores" in note and "1 of 12 measurements were repeated (1 disturbed attempt(s)" in note
     assert "0 remained disturbed" in note
+    assert "median reading per scenario" not in note  # the made-up run has no such readings
     assert note in report.rst(data)
+    data["results"]["echo-16"]["ours-wsgiref"][0]["other_core"] = 0.02
+    assert "the median reading per scenario was 0.02-0.02 cores" in report.repeats_note(data)
     assert "were not repeated" in report.repeats_note(fake_run())
 
 

@@ -361,13 +361,22 @@ def repeats_note(data: dict[str, Any]) -> str:
     repeated = [r for r in kept if r.get("disturbed")]
     attempts = sum(len(r["disturbed"]) for r in repeated)
     still = sum(1 for r in kept if r.get("still_disturbed"))
+    medians = [
+        statistics.median(values)
+        for per in data["results"].values()
+        if (
+            values := [
+                r["other_core"] for runs in per.values() for r in runs if isinstance(r.get("other_core"), int | float)
+            ]
+        )
+    ]
+    typical = f"; the median reading per scenario was {min(medians):.2f}-{max(medians):.2f} cores" if medians else ""
     return (
         f"A measurement during which other processes used more than {limit:g} cores (usually a neighbour on the "
-        f"shared machine: quiet measurements read 0.00-0.04 cores at the median) was measured again with a fresh server, "
-        f"at most {settings.get('repeats', 0)} times, the same rule for every competitor. In this run "
-        f"{len(repeated)} of {len(kept)} measurements were repeated ({attempts} disturbed attempt(s) set aside; "
-        f'they stay in the JSON under ``"disturbed"``); {still} remained disturbed after every repeat and show '
-        "the least disturbed of their attempts."
+        f"shared machine{typical}) was measured again with a fresh server, at most {settings.get('repeats', 0)} "
+        f"times, the same rule for every competitor. In this run {len(repeated)} of {len(kept)} measurements were "
+        f'repeated ({attempts} disturbed attempt(s) set aside; they stay in the JSON under ``"disturbed"``); '
+        f"{still} remained disturbed after every repeat and show the least disturbed of their attempts."
     )
 
 
