@@ -28,7 +28,7 @@ from websockets.server import ServerProtocol
 from websockets.streams import StreamReader
 from websockets.typing import LoggerLike
 
-from ._websockets import fragmented_size, reset_fragmented_size
+from ._websockets import SIZE_ATTRIBUTE, fragmented_size, reset_fragmented_size
 from .events import Message, Pong
 
 if TYPE_CHECKING:
@@ -118,6 +118,9 @@ class _Reader(StreamReader):
 
 _utf8_decoder = codecs.getincrementaldecoder("utf-8")
 _new_message = object.__new__
+# A module constant: on Python 3.11, every attribute of an Enum class is looked
+# up through EnumType's __getattr__ hook, which costs a few times a plain lookup.
+_OPEN = State.OPEN
 _set_message_data = Message.__dict__["data"].__set__
 
 OP_CONT, OP_TEXT, OP_BINARY = Opcode.CONT, Opcode.TEXT, Opcode.BINARY
@@ -212,13 +215,15 @@ class MessageProtocol(ServerProtocol):
                 return b""
         if (
             self.fast_path
-            and self.state is State.OPEN
+            # _state and getattr rather than the state property and
+            # fragmented_size(): this test runs on every read.
+            and self._state is _OPEN
             and not self.extensions
             and self._asm is None
             and not reader.buffer
             and not reader.mid_frame  # type: ignore[attr-defined]
             and not self.debug
-            and fragmented_size(self) is None
+            and getattr(self, SIZE_ATTRIBUTE) is None
         ):
             data = self._parse_fast(data, max_messages)
             if not data or (max_messages is not None and len(self.inbox) >= max_messages):
@@ -226,7 +231,7 @@ class MessageProtocol(ServerProtocol):
         if self.parser is None:
             self._start_parser()
         super().receive_data(data)
-        if reader.mid_frame and self.state is State.OPEN and reader.waiting_for_payload():  # type: ignore[attr-defined]
+        if reader.mid_frame and self._state is _OPEN and reader.waiting_for_payload():  # type: ignore[attr-defined]
             self._validate_partial_text()
         return b""
 

@@ -325,3 +325,22 @@ def test_an_eof_before_any_frame_starts_the_parser() -> None:
     proto.receive_eof()
     assert proto.state is State.CLOSED
     assert proto.data_to_send() == [EOF_MARK]
+
+
+def test_the_private_state_attribute_read_on_every_read_tracks_the_state() -> None:
+    # The per-read paths (MessageProtocol.receive_some, Connection._receive)
+    # read websockets' _state rather than its state property; on every
+    # supported websockets version (the minimum-versions run included) both
+    # must agree through each transition.
+    proto = protocol()
+    seen = []
+    for step in (
+        lambda: None,
+        lambda: proto.receive_data(client_frame(OP_TEXT, b"hi")),
+        lambda: proto.receive_data(client_close(1000, "bye")),
+        lambda: proto.receive_eof(),
+    ):
+        step()
+        assert proto._state is proto.state
+        seen.append(proto.state)
+    assert seen == [State.OPEN, State.OPEN, State.CLOSING, State.CLOSED]

@@ -419,7 +419,10 @@ class GeventManager(Manager):
         pool = self._pool
         if pool is None:
             if _real_get_ident() == self._hub_ident:
-                self._ready_on_hub(conn)
+                # _ready_on_hub inline: this runs once per message.
+                self._ready.append(conn)
+                if self._runner is None:
+                    self._wake_runner()
             else:
                 self._loop.run_callback_threadsafe(self._ready_on_hub, conn)
             return

@@ -308,7 +308,8 @@ class ThreadedManager(Manager):
         queue: deque[Any] | None = None
         done = 0
         while True:
-            with lock:
+            lock.acquire()  # not ``with``: see Connection.read()
+            try:
                 while True:
                     if queue is None:
                         if self._leader is not me:
@@ -331,6 +332,8 @@ class ThreadedManager(Manager):
                         self._busy_since = monotonic()
                         break
                 func, args = queue.popleft()
+            finally:
+                lock.release()
             try:
                 func(*args)
             except Exception:
@@ -512,15 +515,26 @@ class ThreadedManager(Manager):
 
     def schedule(self, conn: Connection, func: Callable[..., Any], *args: Any) -> None:
         # Manager.schedule and _queue_ready in one: the queue lock is this
-        # backend's lock too, so one acquisition does both.
-        with self._lock:
+        # backend's lock too, so one acquisition does both. acquire() and
+        # release() rather than ``with``: see Connection.read().
+        lock = self._lock
+        lock.acquire()
+        try:
             queue = self._queues.get(conn)
             if queue is not None:
                 queue.append((func, args))
                 return
             self._queues[conn] = deque(((func, args),))
-            running = self._mark_ready(conn)
-        self._after_ready(conn, running)
+            # _mark_ready inline.
+            if not self._running:
+                running: bool | None = False
+            else:
+                self._run_list.append(conn)
+                running = None if _get_ident() == self._leader_ident else True
+        finally:
+            lock.release()
+        if running is not None:  # else the loop itself queued it (the common case): nothing to do
+            self._after_ready(conn, running)
 
     def _queue_ready(self, conn: Connection) -> None:
         with self._lock:
