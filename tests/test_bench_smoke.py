@@ -16,6 +16,7 @@ import json
 import math
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def test_quick_bench_produces_numbers(tmp_path: Path) -> None:
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=840)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert [c["name"] for c in data["competitors"]] == ["ours-wsgiref", "raw"]
+    assert [c["name"] for c in data["competitors"]] == ["ours-wsgiref", "raw", "raw-python"]
     assert data["pinning"]["pinned"] is pinned
     for scenario, keys in EXPECTED.items():
         for name in ("ours-wsgiref", "raw"):
@@ -75,6 +76,11 @@ def test_quick_bench_produces_numbers(tmp_path: Path) -> None:
                 for key in keys:
                     value = run[key]
                     assert isinstance(value, int | float) and math.isfinite(value) and value >= 0, (scenario, key, run)
+    # The Python floor takes part in the echo scenarios only.
+    for scenario in ("echo-16", "bulk-64k"):
+        runs = data["results"][scenario]["raw-python"]
+        assert runs and all("error" not in run and run["messages"] > 0 for run in runs), (scenario, runs)
+    assert not data["results"]["idle-200"].get("raw-python")
     assert data["results"]["idle-200"]["ours-wsgiref"][0]["connections"] == 200
     assert data["results"]["echo-16"]["ours-wsgiref"][0]["messages"] > 0
     page = docs.read_text()
@@ -187,8 +193,8 @@ def test_charts_and_page_from_a_run(tmp_path: Path) -> None:
     ]
     assert "http-wsgiref" in [row[0] for row in report.scenario_table(data, "idle-1000")[1]]
     ratios = {(row[0], row[1], row[2]): row[3:] for row in report.ratio_rows(data)[1]}
-    assert ratios[("ours-wsgiref", "idle-1000", "handshakes/s")] == ["1.50x", "—", "1.20x", "—"]
-    assert ratios[("ours-wsgiref", "idle-1000", "RSS KiB/conn")] == ["0.29x", "—", "—", "—"]
+    assert ratios[("ours-wsgiref", "idle-1000", "handshakes/s")] == ["1.50x", "—", "1.20x", "—", "—"]
+    assert ratios[("ours-wsgiref", "idle-1000", "RSS KiB/conn")] == ["0.29x", "—", "—", "—", "—"]
     assert ratios[("ours-wsgiref", "echo-16", "msg/s")][2] == "—"
     stability = {row[0]: row[2:] for row in report.target_rows(data)[1] if "slowest round" in row[1]}
     # Beside ours, the same ratio of the peers measured in the run (the machine's noise): websockets here, no raw TCP.
@@ -247,6 +253,24 @@ def test_a_measurement_disturbed_by_other_processes_is_repeated(
     assert "were not repeated" in report.repeats_note(fake_run())
 
 
+def test_an_absolute_cpu_limit_is_shown_beside_both_floors_of_the_run() -> None:
+    data = fake_run()
+    data["competitors"] += [
+        {"name": "raw", "label": "raw TCP", "family": "raw", "server": None, "pinned": True},
+        {"name": "raw-python", "label": "raw TCP in Python", "family": "raw", "server": None, "pinned": True},
+    ]
+    echo = data["results"]["echo-16"]
+    for name, cpu in (("ours-wsgiref", 19.0), ("raw", 12.0), ("raw-python", 14.5)):
+        echo[name] = [{**run, "server_cpu_us_per_msg": cpu} for run in echo_runs(10000, 10000)]
+    rows = {(row[0], row[1]): row[2:] for row in report.target_rows(data)[1]}
+    assert rows[("ours-wsgiref", "echo-16 server_cpu_us_per_msg <= 15 µs")] == [
+        "19.00 µs (raw TCP 12.00; raw TCP in Python 14.50)",
+        "FAIL",
+    ]
+    ratios = {(row[0], row[1], row[2]): row[3:] for row in report.ratio_rows(data)[1]}
+    assert ratios[("ours-wsgiref", "echo-16", "msg/s")][-2:] == ["1.00x", "1.00x"]
+
+
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("server", ["cherrypy", "gevent"])
 def test_http_server_alone_answers_the_upgrade_itself(server: str) -> None:
@@ -288,3 +312,43 @@ def test_http_server_alone_answers_the_upgrade_itself(server: str) -> None:
             proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.mark.timeout(120)
+def test_raw_tcp_in_python_echoes_every_byte_in_order() -> None:
+    """tools/bench/servers/raw_python.py: E echoes (1 MiB records too, past the kernel's buffers), B is closed."""
+    script = ROOT / "tools" / "bench" / "servers" / "raw_python.py"
+    proc = subprocess.Popen([sys.executable, str(script), "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", proc.stdout.readline())
+        assert match
+        address = ("127.0.0.1", int(match.group(1)))
+        record = bytes(range(256)) * 4096  # 1 MiB
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"E" + b"x")
+            assert sock.recv(1) == b"x"
+            received = bytearray()
+            for _ in range(3):
+                # The whole record goes out before any of its echo is read back:
+                # the server keeps what the kernel does not take, in order.
+                sock.sendall(record)
+                while len(received) < len(record):
+                    chunk = sock.recv(1 << 20)
+                    assert chunk
+                    received += chunk
+                assert received == record
+                received.clear()
+        with socket.create_connection(address, timeout=10) as sock:
+            sock.sendall(b"B")
+            assert sock.recv(1) == b""
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            if proc.stdout is not None:
+                proc.stdout.close()

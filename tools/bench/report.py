@@ -166,9 +166,18 @@ def scenario_table(data: dict[str, Any], key: str) -> tuple[list[str], list[list
 
 def ratio_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Each of our servers against websockets, ws4py on the same server, the same HTTP server alone
-    (idle scenarios) and raw TCP (primary metrics)."""
+    (idle scenarios) and raw TCP, compiled and in Python (primary metrics)."""
     names = {c["name"] for c in data["competitors"]}
-    header = ["ours", "scenario", "metric", "÷ websockets", "÷ ws4py same server", "÷ HTTP server alone", "÷ raw TCP"]
+    header = [
+        "ours",
+        "scenario",
+        "metric",
+        "÷ websockets",
+        "÷ ws4py same server",
+        "÷ HTTP server alone",
+        "÷ raw TCP",
+        "÷ raw TCP in Python",
+    ]
     rows = []
     for comp in data["competitors"]:
         if comp["family"] != "ours":
@@ -180,7 +189,7 @@ def ratio_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
             for metric in metrics:
                 ours = median_of(data, key, comp["name"], metric.key)
                 cells = []
-                for ref in ("websockets", f"ws4py-{comp['server']}", f"http-{comp['server']}", "raw"):
+                for ref in ("websockets", f"ws4py-{comp['server']}", f"http-{comp['server']}", "raw", "raw-python"):
                     # The HTTP server alone holds no WebSocket: only its handshakes compare.
                     comparable = metric is IDLE[0] or not ref.startswith("http-")
                     other = median_of(data, key, ref, metric.key) if ref in names and comparable else None
@@ -209,10 +218,19 @@ def target_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     limit, unit, text = target.threshold, target.unit, f"{label} {target.metric}"
                 text += f" {sign} {limit:g} {unit}"
                 measured = "—" if ours is None else f"{ours:.2f} {unit}"
-                raw = median_of(data, target.scenario, "raw", target.metric) if target.unit == "µs" else None
-                if ours is not None and raw is not None:
-                    # An absolute limit depends on the machine: the floor it set, beside it.
-                    measured += f" (raw TCP {raw:.2f})"
+                if ours is not None and target.unit == "µs":
+                    # An absolute limit depends on the machine: the floors it set, beside it
+                    # (any server; a server in Python, on our interpreter).
+                    floors = [
+                        f"{floor} {value:.2f}"
+                        for floor, value in (
+                            ("raw TCP", median_of(data, target.scenario, "raw", target.metric)),
+                            ("raw TCP in Python", median_of(data, target.scenario, "raw-python", target.metric)),
+                        )
+                        if value is not None
+                    ]
+                    if floors:
+                        measured += f" ({'; '.join(floors)})"
                 ok = ours is not None and (ours >= limit if target.higher_better else ours <= limit)
                 rows.append([comp["name"], text, measured, "n/a" if ours is None else ("PASS" if ok else "FAIL")])
                 continue
@@ -515,6 +533,10 @@ def rst(data: dict[str, Any], images: dict[str, str] | None = None) -> str:
         "handshake (idle) or per delivered message (broadcast). The client is not the bottleneck when its "
         "CPU per message is well below the server's and its core is not saturated.",
         "- raw TCP: the same client over plain TCP with fixed-size records (asyncio + uvloop server): the limit.",
+        "- raw TCP in Python (``raw-python``; echo scenarios only): the same records echoed by one Python thread "
+        "on a ``selectors`` loop, ``recv_into`` and ``send``, on the interpreter our servers run on, with no "
+        "WebSocket, HTTP, handler, lock or queue (``tools/bench/servers/raw_python.py``): the least a server in "
+        "Python spends per message on this machine.",
         "- HTTP server alone (``http-cherrypy``, ``http-gevent``; idle scenarios only): the HTTP server our "
         "adapter runs on, configured as the example configures it, with a WSGI application that answers the "
         "upgrade with a 101 of its own and leaves the connection to the server as a kept-alive HTTP connection "
@@ -522,8 +544,8 @@ def rst(data: dict[str, Any], images: dict[str, str] | None = None) -> str:
         "",
         heading("Targets", "-"),
         "",
-        "In parentheses, the same figure of a reference measured in this run: the raw TCP server's CPU per message "
-        "beside an absolute CPU limit (the machine's floor); the same HTTP server alone beside a handshake ratio "
+        "In parentheses, the same figure of a reference measured in this run: the raw TCP servers' CPU per message "
+        "beside an absolute CPU limit (the machine's floors, for any server and for one in Python); the same HTTP server alone beside a handshake ratio "
         "(its own handshakes/s ÷ websockets'); and the slowest round ÷ median of raw TCP and websockets beside ours "
         "(the machine's noise: a round that ran while another tenant took the core is slow for any server).",
         "",

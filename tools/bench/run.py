@@ -378,6 +378,18 @@ def build_competitors(servers: list[str], families: list[str], variants: list[st
         result.append(
             Competitor("raw", "raw TCP echo (uvloop)", "raw", "client", [str(servers_dir / "raw_server.py")], raw=True)
         )
+        # On our interpreter, as our servers run: the floor of a server written in Python.
+        result.append(
+            Competitor(
+                "raw-python",
+                "raw TCP echo (pure Python, selectors)",
+                "raw",
+                None,
+                [str(servers_dir / "raw_python.py")],
+                raw=True,
+                modes=("echo",),
+            )
+        )
     return result
 
 
